@@ -1,0 +1,7 @@
+"""``python -m portaio``: the same as the ``portaio`` command."""
+
+import sys
+
+from portaio.cli import main
+
+sys.exit(main())

@@ -1,0 +1,467 @@
+"""The portable :class:`Poller`: validation and bookkeeping shared by every backend.
+
+A backend subclasses :class:`Poller` and supplies five primitives (``_open``,
+``_add``, ``_modify``, ``_remove``, ``_wait``, plus ``_close_backend``).
+Everything here is backend-free: it never names a kernel mechanism.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from ._errors import AlreadyRegistered, NotRegistered, PollerClosed, Unsupported
+from ._flags import (
+    ALWAYS_REPORTED,
+    EDGE,
+    EXCLUSIVE,
+    INTEREST_FLAGS,
+    MODE_FLAGS,
+    ONESHOT,
+    PRIORITY,
+    RDHUP,
+    READABLE,
+    WRITABLE,
+)
+from ._types import Capabilities, Event, FileLike, Registration
+
+__all__ = ["DEFAULT_MAX_EVENTS", "TIMEOUT_MAX", "Poller"]
+
+TIMEOUT_MAX = (2**31 - 1) / 1000.0
+"""The largest finite timeout accepted, in seconds (about 24.8 days): the most
+``poll(2)`` can express in one call, so every backend takes the same range."""
+
+DEFAULT_MAX_EVENTS = 1024
+"""How many events one :meth:`Poller.poll` returns at most unless told otherwise."""
+
+_FD_MAX = 2**31 - 1
+_VALID_INTEREST = INTEREST_FLAGS | ALWAYS_REPORTED | MODE_FLAGS
+_monotonic = time.monotonic
+
+
+class Poller:
+    """Readiness of many file descriptors, through the best mechanism of the OS.
+
+    ``Poller()`` picks the best backend available (``PORTAIO_BACKEND`` in the
+    environment overrides); ``Poller(backend="poll")`` picks one by name and
+    raises :class:`~portaio.BackendUnavailable` where it cannot run.  The
+    object returned is an instance of the backend's subclass of ``Poller``.
+    """
+
+    name: ClassVar[str] = "abstract"
+    """The backend's name (``"epoll"``, ``"kqueue"``, ``"poll"``, ``"select"``)."""
+    capabilities: ClassVar[Capabilities]
+    """What the backend honours natively."""
+    _self_wake: ClassVar[bool] = False
+    """True where a change made while another thread waits needs a wake-up."""
+
+    def __new__(cls, backend: str | None = None, **kwargs: Any) -> Poller:
+        """Create a poller of the requested (or best) backend."""
+        if cls is Poller:
+            from .backends import backend_class
+
+            cls = backend_class(backend)
+        return super().__new__(cls)
+
+    def __init__(self, backend: str | None = None) -> None:
+        if backend is not None and backend != self.name:
+            raise ValueError(f"portaio: {type(self).__name__} is the {self.name} backend, not {backend!r}")
+        self._regs: dict[int, Registration] = {}
+        self._internal: dict[int, Registration] = {}
+        self._cache: dict[Any, Event] = {}
+        self._always_ready: dict[int, Registration] = {}
+        self._next_token = 1
+        self._epoch = 0
+        self._waiting = 0
+        self._closed = False
+        self._lock = threading.RLock()
+        self._open()
+
+    # ------------------------------------------------------------------ public
+    @property
+    def backend(self) -> str:
+        """The name of the backend this poller runs on."""
+        return self.name
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has been called."""
+        return self._closed
+
+    def fileno(self) -> int:
+        """The kernel object's fd (epoll, kqueue), or -1 where there is none."""
+        self._check_open()
+        return self._backend_fileno()
+
+    def register(self, fileobj: FileLike, events: int, data: Any = None) -> Registration:
+        """Watch *fileobj* (an fd or an object with ``fileno()``) for *events*.
+
+        Raises :class:`~portaio.AlreadyRegistered` if the fd is already
+        registered, :class:`~portaio.Unsupported` for a mode the backend cannot
+        honour, :class:`OSError` (``EBADF``) for a closed fd.
+        """
+        fd = self._fd_of(fileobj)
+        interest = self._check_events(fd, events)
+        with self._lock:
+            self._check_open()
+            if fd in self._regs:
+                raise AlreadyRegistered(f"portaio[{self.name}]: fd {fd} is already registered")
+            reg = Registration(fd, fileobj, interest, data, self._new_token(), self._epoch + 1)
+            self._add_or_emulate(reg)
+            self._epoch += 1
+            self._regs[fd] = reg
+            self._changed()
+        return reg
+
+    def modify(self, fileobj: FileLike, events: int, data: Any = None) -> Registration:
+        """Replace the interest *and* data of a registered fd; re-arms ONESHOT."""
+        fd = self._fd_of(fileobj)
+        interest = self._check_events(fd, events)
+        with self._lock:
+            self._check_open()
+            old = self._regs.get(fd)
+            if old is None:
+                raise NotRegistered(f"portaio[{self.name}]: fd {fd} is not registered")
+            reg = Registration(fd, fileobj, interest, data, self._new_token(), self._epoch + 1)
+            if fd in self._always_ready:
+                self._always_ready[fd] = reg
+            else:
+                self._modify(old, reg)
+            self._epoch += 1
+            self._regs[fd] = reg
+            self._forget(old)
+            self._changed()
+        return reg
+
+    def unregister(self, fileobj: FileLike) -> Registration:
+        """Stop watching *fileobj*.
+
+        Quiet when the fd was already closed (or closed and its number
+        reused): the registration is dropped all the same.
+        """
+        with self._lock:
+            self._check_open()
+            fd = self._fd_for_unregister(fileobj)
+            reg = self._regs.get(fd)
+            if reg is None:
+                raise NotRegistered(f"portaio[{self.name}]: fd {fd} is not registered")
+            if self._always_ready.pop(fd, None) is None:
+                # The kernel forgets first, so no event for it is queued after this.
+                self._remove(reg)
+            self._epoch += 1
+            del self._regs[fd]
+            self._forget(reg)
+            self._changed()
+        return reg
+
+    def get(self, fileobj: FileLike) -> Registration | None:
+        """The registration of *fileobj*, or None."""
+        self._check_open()
+        return self._regs.get(self._fd_of(fileobj))
+
+    def registrations(self) -> list[Registration]:
+        """A snapshot of every registration (internal fds excluded)."""
+        self._check_open()
+        return list(self._regs.values())
+
+    def __len__(self) -> int:
+        return len(self._regs)
+
+    def __contains__(self, fileobj: object) -> bool:
+        try:
+            return self._fd_of(fileobj) in self._regs
+        except (TypeError, ValueError):
+            return False
+
+    def poll(self, timeout: float | None = None, max_events: int | None = None) -> list[Event]:
+        """Wait for readiness and return the ready events.
+
+        *timeout* is ``None`` (block), ``0`` (ask the kernel, don't wait) or
+        seconds as a float, honoured as precisely as the backend can and never
+        early.  At most *max_events* events are returned; the rest come with the
+        next call.  A signal arriving meanwhile runs its Python handler; an
+        exception from the handler propagates, otherwise the wait resumes.
+        """
+        if timeout is not None and (timeout.__class__ is not float or not 0.0 < timeout <= TIMEOUT_MAX):
+            timeout = _check_timeout(timeout, self.name)
+        if max_events is None:
+            max_events = DEFAULT_MAX_EVENTS
+        elif max_events.__class__ is not int or max_events < 1:
+            max_events = _check_max_events(max_events, self.name)
+        if self._closed:
+            raise PollerClosed(f"portaio[{self.name}]: poll() on a closed poller")
+        if self._always_ready:
+            ready = self._emulated_ready(max_events)
+            if ready:
+                if len(ready) < max_events:
+                    ready.extend(self._wait(0, max_events - len(ready)) or [])
+                return ready
+        if timeout == 0:
+            return self._wait(0, max_events) or []
+        self._waiting += 1
+        try:
+            if timeout is None:
+                while True:
+                    events = self._wait(None, max_events)
+                    if events:
+                        return events
+            deadline = _monotonic() + timeout
+            while True:
+                events = self._wait(timeout, max_events)
+                if events:
+                    return events
+                timeout = deadline - _monotonic()
+                if timeout <= 0:
+                    return []
+        finally:
+            self._waiting -= 1
+
+    def close(self) -> None:
+        """Release the kernel object and every fd the poller created.  Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._close_backend()
+            finally:
+                self._regs.clear()
+                self._internal.clear()
+                self._cache.clear()
+                self._always_ready.clear()
+
+    def __enter__(self) -> Poller:
+        self._check_open()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            try:
+                self.close()
+            except Exception:
+                pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self._regs)} registered"
+        return f"<portaio.Poller backend={self.name} {state}>"
+
+    # -------------------------------------------------- backend primitives
+    def _open(self) -> None:
+        """Create the kernel object."""
+        raise NotImplementedError
+
+    def _backend_fileno(self) -> int:
+        return -1
+
+    def _add(self, reg: Registration) -> None:
+        """Start watching ``reg.fd``; raise OSError and leave nothing behind on failure."""
+        raise NotImplementedError
+
+    def _modify(self, old: Registration, new: Registration) -> None:
+        """Replace ``old`` by ``new`` (same fd) in the kernel."""
+        raise NotImplementedError
+
+    def _remove(self, reg: Registration) -> None:
+        """Stop watching ``reg.fd``; quiet if the fd is already closed or reused."""
+        raise NotImplementedError
+
+    def _wait(self, timeout: float | None, max_events: int) -> list[Event] | None:
+        """One kernel wait; ``None`` or ``[]`` when nothing is to be reported."""
+        raise NotImplementedError
+
+    def _close_backend(self) -> None:
+        """Close every fd the backend created."""
+        raise NotImplementedError
+
+    def _kernel_refuses(self, reg: Registration, err: OSError) -> bool:
+        """True if *err* from ``_add`` means "always ready" (regular files on epoll)."""
+        return False
+
+    # ------------------------------------------------------- shared helpers
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PollerClosed(f"portaio[{self.name}]: the poller is closed")
+
+    def _new_token(self) -> int:
+        token = self._next_token
+        self._next_token = token + 1 if token < 0xFFFFFFFF else 1
+        return token
+
+    def _changed(self) -> None:
+        """Registrations changed: wake a waiting thread where the backend needs it."""
+        if self._self_wake and self._waiting:
+            self._interrupt()
+
+    def _interrupt(self) -> None:
+        """Make a wait in another thread return (backends with ``_self_wake``)."""
+
+    def _forget(self, reg: Registration) -> None:
+        cache = self._cache
+        for key in reg.keys:
+            cache.pop(key, None)
+        reg.keys.clear()
+
+    def _remember(self, reg: Registration, key: Any, ready: int, cache: bool = True) -> Event:
+        """The event for *reg* with flags *ready*, cached under the backend's *key*.
+
+        The fast path of a backend maps its raw kernel record straight to a
+        cached event; only a miss (new flags, internal fd, stale token) takes
+        the slow path that calls this.
+        """
+        event = Event(reg.fd, ready, reg.data)
+        if cache and len(reg.keys) < 16:
+            reg.keys.append(key)
+            self._cache[key] = event
+        return event
+
+    def _add_or_emulate(self, reg: Registration) -> None:
+        try:
+            self._add(reg)
+        except OSError as err:
+            if not self._kernel_refuses(reg, err):
+                raise
+            self._always_ready[reg.fd] = reg
+
+    def _emulated_ready(self, max_events: int) -> list[Event]:
+        # Regular files are always ready (POSIX); the kernel refused to watch them.
+        ready: list[Event] = []
+        with self._lock:
+            for reg in self._always_ready.values():
+                flags = reg.events & (READABLE | WRITABLE)
+                if not reg.armed or not flags:
+                    continue
+                if len(ready) >= max_events:
+                    break
+                ready.append(Event(reg.fd, flags, reg.data))
+                if reg.events & (ONESHOT | EDGE):
+                    reg.armed = False
+        return ready
+
+    def _fd_of(self, fileobj: Any) -> int:
+        if fileobj.__class__ is int:
+            fd = fileobj
+        elif isinstance(fileobj, int) and not isinstance(fileobj, bool):
+            fd = int(fileobj)
+        else:
+            if isinstance(fileobj, (bool, float, str, bytes)) or not hasattr(fileobj, "fileno"):
+                raise TypeError(
+                    f"portaio[{self.name}]: expected an int fd or an object with fileno(),"
+                    f" got {type(fileobj).__name__}"
+                )
+            try:
+                fd = fileobj.fileno()
+            except (AttributeError, TypeError, ValueError, OSError) as err:
+                raise ValueError(f"portaio[{self.name}]: invalid file object {fileobj!r}: {err}") from None
+            if not isinstance(fd, int) or isinstance(fd, bool):
+                raise TypeError(f"portaio[{self.name}]: fileno() of {fileobj!r} returned {fd!r}, not an int")
+        if fd < 0:
+            raise ValueError(f"portaio[{self.name}]: fd {fd} is negative")
+        if fd > _FD_MAX:
+            raise ValueError(f"portaio[{self.name}]: fd {fd} is out of range")
+        return fd
+
+    def _fd_for_unregister(self, fileobj: Any) -> int:
+        try:
+            return self._fd_of(fileobj)
+        except ValueError:
+            # A file object closed since it was registered: find it by identity.
+            for reg in self._regs.values():
+                if reg.fileobj is fileobj:
+                    return reg.fd
+            raise
+
+    def _check_events(self, fd: int, events: Any) -> int:
+        if not isinstance(events, int) or isinstance(events, bool):
+            raise TypeError(
+                f"portaio[{self.name}]: events for fd {fd} must be an int, got {type(events).__name__}"
+            )
+        mask = int(events)
+        if mask & ~_VALID_INTEREST or mask < 0:
+            raise ValueError(f"portaio[{self.name}]: fd {fd}: unknown or output-only flag bits {mask:#x}")
+        if not mask & INTEREST_FLAGS:
+            raise ValueError(
+                f"portaio[{self.name}]: fd {fd}: events {mask:#x} ask for no readiness"
+                " (READABLE, WRITABLE, PRIORITY or RDHUP)"
+            )
+        caps = self.capabilities
+        for flag, supported in (
+            (EDGE, caps.edge),
+            (ONESHOT, caps.oneshot),
+            (EXCLUSIVE, caps.exclusive),
+            (PRIORITY, caps.priority),
+            (RDHUP, caps.rdhup),
+        ):
+            if mask & flag and not supported:
+                raise Unsupported(self.name, flag.name or str(flag), f"fd {fd}")
+        if mask & EXCLUSIVE and mask & ONESHOT:
+            raise Unsupported(self.name, "EXCLUSIVE with ONESHOT", f"fd {fd}; the kernel refuses it")
+        if caps.max_fd is not None and fd > caps.max_fd:
+            raise ValueError(f"portaio[{self.name}]: fd {fd} is above the backend's limit {caps.max_fd}")
+        return mask
+
+    def _add_internal(self, fd: int, events: int, handler: Callable[[], Event | None]) -> Registration:
+        """Watch an fd of the poller's own; *handler* runs when it is ready."""
+        reg = Registration(fd, fd, events, None, self._new_token())
+        reg.handler = handler
+        self._add(reg)
+        self._internal[fd] = reg
+        return reg
+
+    def _lookup(self, fd: int) -> Registration | None:
+        """The user or internal registration of *fd*."""
+        return self._regs.get(fd) or self._internal.get(fd)
+
+
+def _check_timeout(timeout: Any, backend: str) -> float | None:
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
+        raise TypeError(
+            f"portaio[{backend}]: timeout must be None or a number of seconds, got {type(timeout).__name__}"
+        )
+    seconds = float(timeout)
+    if math.isnan(seconds):
+        raise ValueError(f"portaio[{backend}]: timeout is NaN")
+    if seconds < 0:
+        raise ValueError(f"portaio[{backend}]: timeout {seconds} is negative (use 0 to poll, None to block)")
+    if seconds == math.inf:
+        return None
+    if seconds > TIMEOUT_MAX:
+        raise OverflowError(f"portaio[{backend}]: timeout {seconds} exceeds TIMEOUT_MAX ({TIMEOUT_MAX} s)")
+    return seconds
+
+
+def _check_max_events(max_events: Any, backend: str) -> int:
+    if not isinstance(max_events, int) or isinstance(max_events, bool):
+        raise TypeError(f"portaio[{backend}]: max_events must be an int, got {type(max_events).__name__}")
+    if max_events < 1:
+        raise ValueError(f"portaio[{backend}]: max_events {max_events} is less than 1")
+    return max_events
+
+
+def is_regular_file(fd: int) -> bool:
+    """True if *fd* is a regular file or directory (always ready under POSIX)."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return stat.S_ISREG(mode) or stat.S_ISDIR(mode)
+
+
+def check_fd_open(fd: int, backend: str) -> None:
+    """Raise ``OSError(EBADF)`` naming *fd* and *backend* if *fd* is not open."""
+    try:
+        os.fstat(fd)
+    except OSError as err:
+        if err.errno == errno.EBADF:
+            raise OSError(
+                errno.EBADF, f"portaio[{backend}]: fd {fd} is not an open file descriptor"
+            ) from None
+        raise

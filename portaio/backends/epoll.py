@@ -1,0 +1,255 @@
+"""Linux epoll, on portaio's own cffi bindings (``portaio._epoll_cffi``).
+
+Each registration's ``epoll_data`` holds a 32-bit token unique to that
+registration (a modify makes a new one).  Reading the packed 12-byte
+``struct epoll_event`` as ``<QI`` puts the kernel's flags in the low half and
+the token in the high half of one integer, so the fast path is one
+``epoll_pwait2`` call, one ``struct`` unpack and one dict lookup per event
+into a cache of ready-made :class:`~portaio.Event` objects.  A miss (new
+flag combination, an internal fd, or a token that is no longer registered)
+takes the slow path.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from .._flags import (
+    ALWAYS_REPORTED,
+    EDGE,
+    ERROR,
+    EXCLUSIVE,
+    HANGUP,
+    ONESHOT,
+    PRIORITY,
+    RDHUP,
+    READABLE,
+    WRITABLE,
+)
+from .._poller import DEFAULT_MAX_EVENTS, Poller, is_regular_file
+from .._types import Capabilities, Event, Registration
+
+try:
+    from .._epoll_cffi import ffi, lib
+except ImportError as _err:  # pragma: no cover - depends on the build
+    UNAVAILABLE: str | None = f"the compiled module portaio._epoll_cffi is missing ({_err})"
+else:
+    UNAVAILABLE = None
+
+__all__ = ["UNAVAILABLE", "EpollPoller"]
+
+_CHUNK = 256  # struct formats are cached per event count up to this size
+
+if UNAVAILABLE is None:
+    _RECORD_SIZE = ffi.sizeof("struct epoll_event")
+    _DATA_OFFSET = ffi.offsetof("struct epoll_event", "data")
+else:  # pragma: no cover
+    _RECORD_SIZE, _DATA_OFFSET = 12, 4
+# Packed little-endian records (x86-64) read as one 64-bit key: flags in the low
+# half, the token in the high half.  Elsewhere the key is a (flags, token) pair.
+_PACKED_KEYS = _RECORD_SIZE == 12 and _DATA_OFFSET == 4 and sys.byteorder == "little"
+if _PACKED_KEYS:
+    _BYTE_ORDER, _RECORD_FORMAT = "<", "QI"
+else:  # pragma: no cover - 16-byte layout of the other architectures
+    _BYTE_ORDER = "="
+    _RECORD_FORMAT = "I" + "x" * (_DATA_OFFSET - 4) + "Q" + "x" * (_RECORD_SIZE - _DATA_OFFSET - 8)
+
+
+def _flag_tables() -> tuple[list[tuple[int, int]], dict[int, int]]:
+    to_kernel = [
+        (READABLE, lib.EPOLLIN),
+        (WRITABLE, lib.EPOLLOUT),
+        (PRIORITY, lib.EPOLLPRI),
+        (RDHUP, lib.EPOLLRDHUP),
+        (EDGE, lib.EPOLLET),
+        (ONESHOT, lib.EPOLLONESHOT),
+        (EXCLUSIVE, lib.EPOLLEXCLUSIVE),
+    ]
+    from_kernel = {
+        lib.EPOLLIN: READABLE,
+        lib.EPOLLOUT: WRITABLE,
+        lib.EPOLLPRI: PRIORITY,
+        lib.EPOLLRDHUP: RDHUP,
+        lib.EPOLLHUP: HANGUP,
+        lib.EPOLLERR: ERROR,
+    }
+    return [(int(a), int(b)) for a, b in to_kernel], {int(k): int(v) for k, v in from_kernel.items()}
+
+
+class EpollPoller(Poller):
+    """The epoll backend (Linux): O(ready) waits, edge, one-shot and exclusive modes."""
+
+    name = "epoll"
+    capabilities = Capabilities(
+        edge=True,
+        oneshot=True,
+        exclusive=True,
+        priority=True,
+        rdhup=True,
+        hangup=True,
+        o1_wait=True,
+        timeout_resolution=1e-9,
+        max_fd=None,
+        native_timers="timerfd",
+        native_signals="signalfd",
+        native_wake="eventfd",
+    )
+
+    _epfd: int
+    _to_kernel: list[tuple[int, int]]
+    _from_kernel: dict[int, int]
+
+    def _open(self) -> None:
+        if UNAVAILABLE is not None:
+            raise OSError(errno.ENOSYS, f"portaio[epoll]: {UNAVAILABLE}")
+        epfd = lib.epoll_create1(lib.EPOLL_CLOEXEC)
+        if epfd < 0:
+            err = ffi.errno
+            raise OSError(err, f"portaio[epoll]: epoll_create1: {os.strerror(err)}")
+        self._epfd = epfd
+        self._to_kernel, self._from_kernel = _flag_tables()
+        self._by_token: dict[int, Registration] = {}
+        self._ctl_event = ffi.new("struct epoll_event *")
+        self._buffers: list[tuple[Any, Any, int]] = []
+        self._unpackers: dict[int, Callable[..., tuple[int, ...]]] = {}
+
+    def _backend_fileno(self) -> int:
+        return self._epfd
+
+    # ------------------------------------------------------------ control
+    def _kernel_flags(self, events: int) -> int:
+        flags = 0
+        for ours, theirs in self._to_kernel:
+            if events & ours:
+                flags |= theirs
+        return flags
+
+    def _ctl(self, op: int, reg: Registration) -> int:
+        ev = self._ctl_event
+        ev.events = self._kernel_flags(reg.events)
+        ev.data.u64 = reg.token
+        if lib.epoll_ctl(self._epfd, op, reg.fd, ev) < 0:
+            return int(ffi.errno)
+        return 0
+
+    def _raise(self, err: int, what: str, fd: int) -> None:
+        raise OSError(err, f"portaio[epoll]: {what} fd {fd}: {os.strerror(err)}")
+
+    def _add(self, reg: Registration) -> None:
+        err = self._ctl(lib.EPOLL_CTL_ADD, reg)
+        if err:
+            self._raise(err, "cannot watch", reg.fd)
+        self._by_token[reg.token] = reg
+
+    def _kernel_refuses(self, reg: Registration, err: OSError) -> bool:
+        # epoll refuses regular files and directories with EPERM; POSIX says
+        # they are always ready, so the poller reports them as such.
+        return err.errno == errno.EPERM and is_regular_file(reg.fd)
+
+    def _modify(self, old: Registration, new: Registration) -> None:
+        if (old.events | new.events) & EXCLUSIVE:
+            # EPOLL_CTL_MOD refuses EPOLLEXCLUSIVE (EINVAL): delete and add again.
+            err = self._ctl(lib.EPOLL_CTL_DEL, old)
+            if not err:
+                err = self._ctl(lib.EPOLL_CTL_ADD, new)
+        else:
+            err = self._ctl(lib.EPOLL_CTL_MOD, new)
+        if err:
+            self._raise(err, "cannot modify", new.fd)
+        del self._by_token[old.token]
+        self._by_token[new.token] = new
+
+    def _remove(self, reg: Registration) -> None:
+        # EBADF: the fd was closed (epoll dropped it with its last reference).
+        # ENOENT: the number now names another file, never registered here.
+        # Either way the registration goes; the token makes any event still
+        # queued for it unrecognisable, so it is dropped, never misdelivered.
+        err = self._ctl(lib.EPOLL_CTL_DEL, reg)
+        self._by_token.pop(reg.token, None)
+        if err and err not in (errno.EBADF, errno.ENOENT):
+            self._raise(err, "cannot unwatch", reg.fd)
+
+    # --------------------------------------------------------------- wait
+    def _buffer(self, max_events: int) -> tuple[Any, Any, int]:
+        size = max(max_events, DEFAULT_MAX_EVENTS)
+        buf = ffi.new("struct epoll_event[]", size)
+        return buf, ffi.buffer(buf), size
+
+    def _unpacker(self, n: int) -> Callable[..., tuple[int, ...]]:
+        unpack = self._unpackers.get(n)
+        if unpack is None:
+            unpack = self._unpackers[n] = struct.Struct(_BYTE_ORDER + _RECORD_FORMAT * n).unpack_from
+        return unpack
+
+    def _wait(self, timeout: float | None, max_events: int) -> list[Event] | None:
+        # Several threads may wait on one poller: each takes its own buffer.
+        buffers = self._buffers
+        entry = buffers.pop() if buffers else self._buffer(max_events)
+        try:
+            buf, view, size = entry
+            if max_events > size:
+                entry = self._buffer(max_events)
+                buf, view, size = entry
+            n = lib.portaio_epoll_wait(self._epfd, buf, max_events, -1.0 if timeout is None else timeout)
+            if n <= 0:
+                if n < 0:
+                    err = ffi.errno
+                    if err == errno.EINTR:
+                        return None  # Python signal handlers run as we return
+                    if self._closed:
+                        return None
+                    raise OSError(err, f"portaio[epoll]: epoll_wait: {os.strerror(err)}")
+                return None
+            if n <= _CHUNK:
+                flat = self._unpacker(n)(view)
+            else:
+                flat = ()
+                for start in range(0, n, _CHUNK):
+                    flat += self._unpacker(min(_CHUNK, n - start))(view, start * _RECORD_SIZE)
+            keys: Any = flat[0::2] if _PACKED_KEYS else list(zip(flat[0::2], flat[1::2], strict=True))
+        finally:
+            buffers.append(entry)
+        try:
+            return list(map(self._cache.__getitem__, keys))
+        except KeyError:
+            return self._slow_path(keys)
+
+    def _slow_path(self, keys: Any) -> list[Event]:
+        out: list[Event] = []
+        cache = self._cache
+        by_token = self._by_token
+        from_kernel = self._from_kernel
+        for key in keys:
+            event = cache.get(key)
+            if event is not None:
+                out.append(event)
+                continue
+            if _PACKED_KEYS:
+                raw, token = key & 0xFFFFFFFF, key >> 32
+            else:
+                raw, token = key
+            reg = by_token.get(token)
+            if reg is None:
+                continue  # unregistered or modified since the kernel queued it
+            if reg.handler is not None:
+                internal = reg.handler()
+                if internal is not None:
+                    out.append(internal)
+                continue
+            ready = 0
+            for bit, flag in from_kernel.items():
+                if raw & bit:
+                    ready |= flag
+            ready &= reg.events | ALWAYS_REPORTED
+            if ready:
+                out.append(self._remember(reg, key, ready))
+        return out
+
+    def _close_backend(self) -> None:
+        self._by_token.clear()
+        os.close(self._epfd)

@@ -1,0 +1,80 @@
+"""``poll(2)`` through the standard :mod:`select` module: O(registered), portable."""
+
+from __future__ import annotations
+
+import select
+from typing import Any
+
+from .._flags import ERROR, HANGUP, PRIORITY, RDHUP, READABLE, WRITABLE
+from .._types import Capabilities
+from ._userspace import UserspacePoller
+
+__all__ = ["UNAVAILABLE", "PollPoller"]
+
+UNAVAILABLE: str | None = None if hasattr(select, "poll") else "select.poll is missing on this platform"
+_POLLRDHUP: int = getattr(select, "POLLRDHUP", 0)
+
+_TO_KERNEL = [
+    (READABLE, getattr(select, "POLLIN", 1)),
+    (WRITABLE, getattr(select, "POLLOUT", 4)),
+    (PRIORITY, getattr(select, "POLLPRI", 2)),
+    (RDHUP, _POLLRDHUP),
+]
+_FROM_KERNEL = [(kernel, int(ours)) for ours, kernel in _TO_KERNEL if kernel] + [
+    (getattr(select, "POLLHUP", 16), int(HANGUP)),
+    (getattr(select, "POLLERR", 8), int(ERROR)),
+]
+
+
+class PollPoller(UserspacePoller):
+    """The poll backend: one ``poll(2)`` per wait over every registered fd."""
+
+    name = "poll"
+    capabilities = Capabilities(
+        edge=False,
+        oneshot=True,
+        exclusive=False,
+        priority=True,
+        rdhup=bool(_POLLRDHUP),
+        hangup=True,
+        o1_wait=False,
+        timeout_resolution=1e-3,
+        max_fd=None,
+        native_timers="poll timeout (ms)",
+        native_signals="signal.set_wakeup_fd",
+        native_wake="pipe",
+    )
+    _invalid_bits = getattr(select, "POLLNVAL", 32)
+
+    def _open_kernel(self) -> None:
+        if UNAVAILABLE is not None:
+            raise OSError(UNAVAILABLE)
+        self._pollobj = select.poll()
+
+    def _kernel_watch(self, fd: int, events: int, new: bool) -> None:
+        mask = 0
+        for ours, kernel in _TO_KERNEL:
+            if events & ours:
+                mask |= kernel
+        if new:
+            self._pollobj.register(fd, mask)
+        else:
+            self._pollobj.modify(fd, mask)
+
+    def _kernel_unwatch(self, fd: int) -> None:
+        try:
+            self._pollobj.unregister(fd)
+        except KeyError:
+            pass
+
+    def _kernel_wait(self, timeout: float | None) -> list[Any]:
+        # select.poll rounds a fractional millisecond up and retries EINTR
+        # with the remaining time (PEP 475), running signal handlers.
+        return self._pollobj.poll(None if timeout is None else timeout * 1000.0)
+
+    def _translate(self, bits: int) -> int:
+        ready = 0
+        for kernel, ours in _FROM_KERNEL:
+            if bits & kernel:
+                ready |= ours
+        return ready

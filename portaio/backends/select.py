@@ -1,0 +1,135 @@
+"""``select(2)`` through the standard :mod:`select` module: the last resort.
+
+select only says readable / writable / exceptional.  Where ``poll(2)`` exists,
+the fds select found ready are classified with one zero-timeout ``poll(2)``
+(O(ready)), so hang-ups and errors are reported exactly as on the other
+backends.  fds at or above ``FD_SETSIZE`` are refused at ``register``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+from typing import Any
+
+from .._flags import ERROR, HANGUP, PRIORITY, RDHUP, READABLE, WRITABLE
+from .._types import Capabilities
+from ._userspace import UserspacePoller
+
+__all__ = ["FD_SETSIZE", "UNAVAILABLE", "SelectPoller"]
+
+UNAVAILABLE: str | None = None
+FD_SETSIZE = 1024  # glibc, macOS and the BSDs' default; Python is built with it
+_HAVE_POLL = hasattr(select, "poll")
+_POLLRDHUP: int = getattr(select, "POLLRDHUP", 0)
+_READ, _WRITE, _URGENT = int(READABLE), int(WRITABLE), int(PRIORITY)
+_FROM_POLL = [
+    (getattr(select, "POLLIN", 1), _READ),
+    (getattr(select, "POLLOUT", 4), _WRITE),
+    (getattr(select, "POLLPRI", 2), _URGENT),
+    (getattr(select, "POLLHUP", 16), int(HANGUP)),
+    (getattr(select, "POLLERR", 8), int(ERROR)),
+] + ([(_POLLRDHUP, int(RDHUP))] if _POLLRDHUP else [])
+_POLLNVAL: int = getattr(select, "POLLNVAL", 32)
+_INVALID = 1 << 30  # our own bit: "fd closed behind our back"
+
+
+class SelectPoller(UserspacePoller):
+    """The select backend: one ``select(2)`` per wait, fds below ``FD_SETSIZE``."""
+
+    name = "select"
+    capabilities = Capabilities(
+        edge=False,
+        oneshot=True,
+        exclusive=False,
+        priority=True,
+        rdhup=bool(_POLLRDHUP) and _HAVE_POLL,
+        hangup=_HAVE_POLL,
+        o1_wait=False,
+        timeout_resolution=1e-6,
+        max_fd=FD_SETSIZE - 1,
+        native_timers="select timeout (µs)",
+        native_signals="signal.set_wakeup_fd",
+        native_wake="pipe",
+    )
+    _invalid_bits = _INVALID
+
+    def _open_kernel(self) -> None:
+        self._readers: set[int] = set()
+        self._writers: set[int] = set()
+        self._urgent: set[int] = set()
+        self._masks: dict[int, int] = {}
+
+    def _kernel_watch(self, fd: int, events: int, new: bool) -> None:
+        self._kernel_unwatch(fd)
+        if events & (READABLE | RDHUP):
+            self._readers.add(fd)
+        if events & WRITABLE:
+            self._writers.add(fd)
+        if events & PRIORITY:
+            self._urgent.add(fd)
+        self._masks[fd] = events
+
+    def _kernel_unwatch(self, fd: int) -> None:
+        self._readers.discard(fd)
+        self._writers.discard(fd)
+        self._urgent.discard(fd)
+        self._masks.pop(fd, None)
+
+    def _kernel_wait(self, timeout: float | None) -> list[Any]:
+        try:
+            r, w, x = select.select(list(self._readers), list(self._writers), list(self._urgent), timeout)
+        except OSError as err:
+            if err.errno != errno.EBADF:
+                raise
+            return self._closed_fds()
+        ready = dict.fromkeys(r, 0)
+        for fd in r:
+            ready[fd] = _READ
+        for fd in w:
+            ready[fd] = ready.get(fd, 0) | _WRITE
+        for fd in x:
+            ready[fd] = ready.get(fd, 0) | _URGENT
+        if _HAVE_POLL and ready:
+            return self._classify(ready)
+        return list(ready.items())
+
+    def _classify(self, ready: dict[int, int]) -> list[Any]:
+        # One zero-timeout poll(2) of the ready fds tells hang-up from data.
+        probe = select.poll()
+        for fd in ready:
+            mask = self._masks.get(fd, 0)
+            bits = select.POLLIN if mask & READABLE else 0
+            if mask & WRITABLE:
+                bits |= select.POLLOUT
+            if mask & PRIORITY:
+                bits |= select.POLLPRI
+            if mask & RDHUP:
+                bits |= _POLLRDHUP | select.POLLIN
+            probe.register(fd, bits)
+        out = []
+        for fd, revents in probe.poll(0):
+            if revents & _POLLNVAL:
+                out.append((fd, _INVALID))
+                continue
+            flags = 0
+            for bit, flag in _FROM_POLL:
+                if revents & bit:
+                    flags |= flag
+            out.append((fd, flags))
+        return out
+
+    def _closed_fds(self) -> list[Any]:
+        # select fails as a whole on a closed fd: find the culprits so the
+        # slow path drops them, and report nothing else this round.
+        out = []
+        for fd in list(self._masks):
+            try:
+                os.fstat(fd)
+            except OSError:
+                out.append((fd, _INVALID))
+        return out
+
+    def _translate(self, bits: int) -> int:
+        return bits

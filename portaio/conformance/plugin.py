@@ -1,0 +1,140 @@
+"""pytest fixtures of the conformance suite, parametrised over every backend.
+
+A backend that cannot run on this machine shows as *skipped* with the reason
+``portaio.unavailable_reasons()`` gives, never silently left out.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import portaio
+
+_selected = os.environ.get("PORTAIO_TEST_BACKENDS")
+BACKENDS = tuple(_selected.split(",")) if _selected else portaio.BACKEND_NAMES
+
+
+def pytest_report_header(config: Any) -> list[str]:
+    """Say which portaio is under test and what each backend can do here."""
+    reasons = portaio.unavailable_reasons()
+    lines = [f"portaio {portaio.__version__} from {os.path.dirname(portaio.__file__)}"]
+    for name in portaio.BACKEND_NAMES:
+        lines.append(
+            f"  backend {name}: {'available' if name not in reasons else 'skipped: ' + reasons[name]}"
+        )
+    return lines
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The name of each backend in turn; skipped with the reason where unavailable."""
+    name: str = request.param
+    reason = portaio.unavailable_reasons().get(name)
+    if reason is not None:
+        pytest.skip(f"{name} backend unavailable here: {reason}")
+    return name
+
+
+@pytest.fixture
+def poller(backend: str) -> Iterator[portaio.Poller]:
+    """A fresh poller of the backend under test, closed afterwards."""
+    p = portaio.Poller(backend)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+@pytest.fixture
+def capabilities(backend: str) -> portaio.Capabilities:
+    """The capabilities of the backend under test."""
+    return portaio.backend_class(backend).capabilities
+
+
+class Closer:
+    """Collects fds and sockets made by a test and closes them at the end."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    def add(self, item: Any) -> Any:
+        self.items.append(item)
+        return item
+
+    def socketpair(
+        self, family: int = socket.AF_UNIX, type: int = socket.SOCK_STREAM
+    ) -> tuple[socket.socket, socket.socket]:
+        a, b = socket.socketpair(family, type)
+        for s in (a, b):
+            s.setblocking(False)
+            self.add(s)
+        return a, b
+
+    def pipe(self) -> tuple[int, int]:
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        self.add(r)
+        self.add(w)
+        return r, w
+
+    def tcp_pair(self) -> tuple[socket.socket, socket.socket, socket.socket]:
+        """A connected TCP pair over loopback plus its listener: (client, server, listener)."""
+        listener = self.add(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        client = self.add(socket.create_connection(listener.getsockname(), timeout=5))
+        server, _ = listener.accept()
+        self.add(server)
+        client.setblocking(False)
+        server.setblocking(False)
+        return client, server, listener
+
+    def close(self) -> None:
+        for item in reversed(self.items):
+            try:
+                if isinstance(item, int):
+                    os.close(item)
+                else:
+                    item.close()
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def fds() -> Iterator[Closer]:
+    """Make sockets and pipes that are closed when the test ends."""
+    closer = Closer()
+    try:
+        yield closer
+    finally:
+        closer.close()
+
+
+def ready_map(events: list[portaio.Event]) -> dict[int, int]:
+    """``{fd: flags}`` of a poll result (flags merged per fd)."""
+    out: dict[int, int] = {}
+    for ev in events:
+        out[ev.fd] = out.get(ev.fd, 0) | ev.events
+    return out
+
+
+def poll_until(
+    poller: portaio.Poller, predicate: Callable[[list[portaio.Event]], bool], timeout: float = 5.0
+) -> list[portaio.Event]:
+    """Poll until *predicate* holds for a result, or fail after *timeout* seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        events = poller.poll(max(0.0, min(remaining, 0.5)))
+        if predicate(events):
+            return events
+        if remaining <= 0:
+            raise AssertionError(f"condition not met within {timeout} s; last poll gave {events}")
