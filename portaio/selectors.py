@@ -22,7 +22,7 @@ from typing import Any
 
 from ._errors import PollerClosed
 from ._flags import READABLE, WRITABLE
-from ._poller import Poller
+from ._poller import Poller, is_regular_file
 from ._types import Registration
 from .backends import backend_class
 
@@ -121,6 +121,7 @@ class PortaioSelector(selectors.BaseSelector):
         self._fd_to_key: dict[int, SelectorKey] = {}
         self._map: _SelectorMapping | None = _SelectorMapping(self)
         self._cached = poller._cache.__getitem__
+        self._kernel_refuses_files = type(poller)._kernel_refuses is not Poller._kernel_refuses
         # A backend may offer a C-level wait for zero and infinite timeouts
         # (epoll: the standard library's select.epoll on a dup of its fd).
         make_fast = getattr(poller, "_stdlib_epoll", None)
@@ -146,6 +147,11 @@ class PortaioSelector(selectors.BaseSelector):
                     return key.fd
             raise
 
+    def _regular_file_error(self, fd: int) -> PermissionError:
+        return PermissionError(
+            errno.EPERM, f"portaio[{self._poller.name}]: fd {fd} is a regular file (always ready)"
+        )
+
     def _closed_error(self) -> ValueError:
         return ValueError(f"portaio[{self._poller.name}]: I/O operation on a closed selector")
 
@@ -160,14 +166,15 @@ class PortaioSelector(selectors.BaseSelector):
             raise self._closed_error()
         key = SelectorKey(fileobj, fd, events, data)
         poller = self._poller
+        # epoll refuses regular files with EPERM and EpollSelector passes that
+        # on; the poller would report them always ready, the selector refuses
+        # them on every backend (asking the kernel where it does not refuse).
+        if not self._kernel_refuses_files and is_regular_file(fd):
+            raise self._regular_file_error(fd)
         poller.register(fd, int(events), key)
         if poller._always_ready and fd in poller._always_ready:
-            # epoll refuses regular files with EPERM and EpollSelector passes
-            # that on; the poller would emulate them, the selector does not.
             poller.unregister(fd)
-            raise PermissionError(
-                errno.EPERM, f"portaio[{poller.name}]: fd {fd} is a regular file (always ready)"
-            )
+            raise self._regular_file_error(fd)
         self._fd_to_key[fd] = key
         return key
 
