@@ -60,7 +60,7 @@ def _remember_key_mask(self: Poller, reg: Registration, key: Any, ready: int, ca
         mask |= EVENT_WRITE
     if ready & _NOT_WRITABLE:
         mask |= EVENT_READ
-    item = (sel_key, mask & sel_key.events)
+    item: Any = (sel_key, mask & sel_key.events)  # cached in place of an Event
     if cache and len(reg.keys) < 16:
         reg.keys.append(key)
         self._cache[key] = item
@@ -120,7 +120,7 @@ class PortaioSelector(selectors.BaseSelector):
         self._poller = poller = _selector_poller(backend)
         self._fd_to_key: dict[int, SelectorKey] = {}
         self._map: _SelectorMapping | None = _SelectorMapping(self)
-        self._cached = poller._cache.__getitem__
+        self._cached: Any = poller._cache.__getitem__
         self._kernel_refuses_files = type(poller)._kernel_refuses is not Poller._kernel_refuses
         # A backend may offer a C-level wait for zero and infinite timeouts
         # (epoll: the standard library's select.epoll on a dup of its fd).
@@ -242,7 +242,9 @@ class PortaioSelector(selectors.BaseSelector):
             timeout = 0.0
         return self._precise_select(timeout)
 
-    def _select_slow(self, raw: list[tuple[int, int]], timeout: float | None) -> list[tuple[SelectorKey, int]]:
+    def _select_slow(
+        self, raw: list[tuple[int, int]], timeout: float | None
+    ) -> list[tuple[SelectorKey, int]]:
         ready: list[tuple[SelectorKey, int]] = self._poller._from_stdlib(raw)  # type: ignore[attr-defined]
         while not ready and timeout is None:
             # Only stale records came back; a blocking select waits on.
@@ -251,7 +253,7 @@ class PortaioSelector(selectors.BaseSelector):
 
     def _precise_select(self, timeout: float | None) -> list[tuple[SelectorKey, int]]:
         try:
-            ready: list[tuple[SelectorKey, int]] = self._poller.poll(timeout)
+            ready: list[Any] = self._poller.poll(timeout)
         except PollerClosed:
             raise self._closed_error() from None
         return ready
@@ -286,4 +288,3 @@ class PortaioSelector(selectors.BaseSelector):
 
 DefaultSelector = PortaioSelector
 """The portaio selector on the best backend here (``$PORTAIO_BACKEND`` overrides)."""
-

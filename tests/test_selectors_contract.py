@@ -122,7 +122,7 @@ def test_regular_file_is_permission_error_as_epoll(sel: PortaioSelector) -> None
 
 
 def test_unregister_after_close_of_the_file(sel: PortaioSelector, fds: Closer) -> None:
-    a, b = fds.socketpair()
+    a, _b = fds.socketpair()
     key = sel.register(a, EVENT_READ)
     a.close()  # fileno() is now -1: found by identity
     assert sel.unregister(a) is key
@@ -143,7 +143,7 @@ def test_unregister_after_fd_reuse_is_quiet(sel: PortaioSelector, fds: Closer) -
 
 
 def test_modify(sel: PortaioSelector, fds: Closer) -> None:
-    a, b = fds.socketpair()
+    a, _b = fds.socketpair()
     key = sel.register(a, EVENT_READ, "one")
     assert sel.modify(a, EVENT_READ, "one") is key  # nothing changed: the same key
     key2 = sel.modify(a, EVENT_WRITE, "two")
@@ -157,7 +157,7 @@ def test_modify(sel: PortaioSelector, fds: Closer) -> None:
 def test_data_only_modify_makes_no_kernel_call(
     sel: PortaioSelector, fds: Closer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    a, b = fds.socketpair()
+    a, _b = fds.socketpair()
     sel.register(a, EVENT_WRITE, "old")
     assert sel.select(0)[0][0].data == "old"  # the (key, mask) pair is cached now
 
