@@ -33,8 +33,12 @@ __all__ = ["EchoServer", "build_parser", "main", "make_listener"]
 
 _BUF = 65536
 _HIGH_WATER = 1 << 20  # stop reading a client that does not read its echo
-_CLOSING = HANGUP | ERROR
-_READISH = READABLE | RDHUP | HANGUP | ERROR
+# Plain ints: an IntFlag operand would send every ``&`` through enum code.
+_READABLE, _WRITABLE, _RDHUP = int(READABLE), int(WRITABLE), int(RDHUP)
+_CLOSING = int(HANGUP | ERROR)
+_READISH = _READABLE | _RDHUP | _CLOSING
+_PEER_GONE = _RDHUP | _CLOSING
+_FLUSH_ON = _WRITABLE | _CLOSING
 
 
 class _Conn:
@@ -109,7 +113,7 @@ class EchoServer:
                 conn = ev[2]
                 if conn.__class__ is _Conn:
                     flags = ev[1]
-                    if conn.pending is not None and flags & (WRITABLE | _CLOSING):
+                    if conn.pending is not None and flags & _FLUSH_ON:
                         self._flush(conn)
                     if flags & _READISH and not conn.paused and conn.fd in self._conns:
                         conns_read(conn, flags)
@@ -150,7 +154,7 @@ class EchoServer:
         # epoll(7): on a stream socket a short read means the buffer was
         # drained; any later data is a new edge.  Not so when the peer closed:
         # then read on to the end of file, which sends no further edge.
-        short_read_drains = not flags & (RDHUP | HANGUP | ERROR)
+        short_read_drains = not flags & _PEER_GONE
         while True:
             try:
                 data = sock.recv(_BUF)
@@ -176,7 +180,7 @@ class EchoServer:
                 if sent != len(data):
                     conn.pending = bytearray(data[sent:])
                     if not self.edge:
-                        self.poller.modify(conn.fd, self._conn_interest | WRITABLE, conn)
+                        self.poller.modify(conn.fd, self._conn_interest | _WRITABLE, conn)
             else:
                 pending += data
                 if len(pending) > _HIGH_WATER:
@@ -184,7 +188,7 @@ class EchoServer:
                     # the buffer drains (an edge server resumes the read then).
                     conn.paused = True
                     if not self.edge:
-                        self.poller.modify(conn.fd, WRITABLE, conn)
+                        self.poller.modify(conn.fd, _WRITABLE, conn)
                     return
             if short_read_drains and len(data) < _BUF:
                 return
@@ -210,7 +214,7 @@ class EchoServer:
             self.poller.modify(conn.fd, self._conn_interest, conn)
         if conn.paused:
             conn.paused = False
-            self._read(conn, READABLE)
+            self._read(conn, _READABLE)
 
     def _close(self, conn: _Conn) -> None:
         if self._conns.pop(conn.fd, None) is None:
