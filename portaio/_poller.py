@@ -188,8 +188,10 @@ class Poller:
         next call.  A signal arriving meanwhile runs its Python handler; an
         exception from the handler propagates, otherwise the wait resumes.
         """
-        if timeout is not None and (timeout.__class__ is not float or not 0.0 < timeout <= TIMEOUT_MAX):
-            timeout = _check_timeout(timeout, self.name)
+        if timeout is not None:
+            cls = timeout.__class__
+            if (cls is not float and cls is not int) or not 0 <= timeout <= TIMEOUT_MAX:
+                timeout = _check_timeout(timeout, self.name)
         if max_events is None:
             max_events = DEFAULT_MAX_EVENTS
         elif max_events.__class__ is not int or max_events < 1:
