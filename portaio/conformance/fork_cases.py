@@ -9,6 +9,7 @@ new poller works.  The parent is not disturbed.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import portaio
 from portaio.conformance._child import in_child
@@ -21,13 +22,14 @@ def test_inherited_poller_is_closed_in_the_child(poller: portaio.Poller, fds: Cl
 
     def child() -> str:
         results = []
-        for name, call in [
+        calls: list[tuple[str, Callable[[], object]]] = [
             ("poll", lambda: poller.poll(0)),
             ("register", lambda: poller.register(w, portaio.WRITABLE)),
             ("unregister", lambda: poller.unregister(r)),
             ("add_timer", lambda: poller.add_timer(0)),
             ("wake", poller.wake),
-        ]:
+        ]
+        for name, call in calls:
             try:
                 call()
             except portaio.PollerClosed as err:

@@ -213,7 +213,11 @@ def test_ten_thousand_timers(poller: portaio.Poller) -> None:
     cancelled = set(range(0, 10_000, 3))
     for i in cancelled:
         assert timers[i].cancel()
-    deadlines = {i: t.deadline for i, t in enumerate(timers) if i not in cancelled}
+    deadlines: dict[int, float] = {}
+    for i, timer in enumerate(timers):
+        if i not in cancelled:
+            assert timer.deadline is not None
+            deadlines[i] = timer.deadline
     seen: list[int] = []
     end = _now() + 5
     while len(seen) < len(deadlines):
@@ -222,8 +226,7 @@ def test_ten_thousand_timers(poller: portaio.Poller) -> None:
         now = _now()
         for event in events:
             seen.append(event.data)
-            deadline = deadlines[event.data]
-            assert deadline is not None and now >= deadline
+            assert now >= deadlines[event.data]
     assert sorted(seen) == sorted(deadlines)
     assert [deadlines[i] for i in seen] == sorted(deadlines[i] for i in seen)
     assert poller.poll(0) == []
