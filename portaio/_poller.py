@@ -79,9 +79,10 @@ class Poller:
         self._next_token = 1
         self._epoch = 0
         self._waiting = 0
-        self._closed = False
         self._lock = threading.RLock()
+        self._closed = True  # until _open succeeds: a failed _open cleans up after itself
         self._open()
+        self._closed = False
 
     # ------------------------------------------------------------------ public
     @property
