@@ -84,7 +84,6 @@ class Poller:
         self._next_token = 1
         self._epoch = 0
         self._waiting = 0
-        self._closed = False
         self._closed_why = ""
         self._lock = threading.RLock()
         # Timers and signals: ``_extras`` is the one flag the poll() fast path checks.
@@ -95,12 +94,14 @@ class Poller:
         self._signal_state: PollerSignals | None = None
         self._signal_source: SignalSource | None = None
         self._wake_pending = False
+        self._closed = True  # until _open succeeds: a failed _open cleans up after itself
         self._open()
         try:
             self._open_wake()
         except BaseException:
             self._close_backend()
             raise
+        self._closed = False
         _fork.track(self)
 
     # ------------------------------------------------------------------ public
