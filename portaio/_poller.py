@@ -398,9 +398,15 @@ class Poller:
                     return out
                 now = _monotonic()
                 wait = None if end is None else max(end - now, 0.0)
-                if not self._native_timer and self._timer_queue is not None:
-                    deadline = self._timer_queue.next_deadline()
-                    if deadline is not None and (wait is None or deadline - now < wait):
+                queue = self._timer_queue
+                if queue is not None:
+                    deadline = queue.next_deadline()
+                    # Unless the native timer is armed to it, the wait itself must end there.
+                    if (
+                        deadline is not None
+                        and (deadline != self._armed_deadline or not self._native_timer)
+                        and (wait is None or deadline - now < wait)
+                    ):
                         wait = max(deadline - now, 0.0)
                 if wait is not None and wait > TIMEOUT_MAX:
                     wait = TIMEOUT_MAX
@@ -431,15 +437,22 @@ class Poller:
         """The earliest deadline moved earlier: re-arm the native timer, or wake a waiter."""
         with self._lock:
             self._sync_timer()
-        if not self._native_timer and self._waiting:
+            queue = self._timer_queue
+            armed = self._native_timer and queue is not None and queue.next_deadline() == self._armed_deadline
+        if not armed and self._waiting:
             self._post_wake()
 
     def _sync_timer(self) -> None:
+        # Arm the native timer to the earliest deadline, if any and still ahead.
+        # A timer already due is not armed (firing in the past is a costly
+        # syscall): poll() collects due timers before it waits.  An empty queue
+        # leaves the native timer as it was: a stray expiry is harmless.
         queue = self._timer_queue
         deadline = None if queue is None else queue.next_deadline()
-        if deadline != self._armed_deadline:
-            self._native_timer = self._arm_timer(deadline)
-            self._armed_deadline = deadline
+        if deadline is None or deadline == self._armed_deadline or deadline <= _monotonic():
+            return
+        self._native_timer = self._arm_timer(deadline)
+        self._armed_deadline = deadline
 
     def _remove_signal(self, watch: SignalWatch) -> None:
         _signals.require_main_thread(self.name, "SignalWatch.remove()")
@@ -504,17 +517,19 @@ class Poller:
     # overrides it with its kernel's native mechanism (epoll: timerfd, signalfd,
     # eventfd; kqueue: EVFILT_TIMER, EVFILT_SIGNAL, EVFILT_USER).
 
-    def _arm_timer(self, deadline: float | None) -> bool:
-        """Arm the native timer to fire at *deadline* (``time.monotonic()`` seconds), or disarm it (None).
+    def _arm_timer(self, deadline: float) -> bool:
+        """Arm the native one-shot timer to fire at *deadline* (``time.monotonic()`` seconds).
 
-        Called under ``self._lock`` whenever the earliest deadline changes, and
-        again after the backend reports that its timer fired.  Return True if
-        the backend's wait will return by itself at *deadline* (the native
-        timer's fd or filter is part of the wait; on firing, the backend calls
-        :meth:`_timer_fired` and reports nothing itself); then ``poll()`` no
-        longer shortens its timeout to the deadline.  Never fire early: round
-        the deadline up.  The default has no native timer and returns False:
-        ``poll()`` passes ``min(timeout, deadline - now)`` to :meth:`_wait`.
+        Called under ``self._lock`` when the earliest deadline changes and is
+        still ahead, and after the backend reports that its timer fired (see
+        :meth:`_timer_fired`).  It is never disarmed: a stray expiry after a
+        cancel is harmless.  Return True if the backend's wait will return by
+        itself at *deadline* (the native timer's fd or filter is part of the
+        wait; on expiry the backend calls :meth:`_timer_fired` and reports
+        nothing itself); ``poll()`` then stops shortening its timeout to that
+        deadline.  Never fire early: round the deadline up.  The default has
+        no native timer and returns False: ``poll()`` passes
+        ``min(timeout, deadline - now)`` to :meth:`_wait`.
         """
         return False
 

@@ -294,16 +294,14 @@ class EpollPoller(Poller):
                     pass
         self._timerfd = -1
 
-    def _arm_timer(self, deadline: float | None) -> bool:
+    def _arm_timer(self, deadline: float) -> bool:
         if self._timerfd < 0:
-            if deadline is None:
-                return True
             fd = lib.timerfd_create(lib.CLOCK_MONOTONIC, lib.TFD_CLOEXEC | lib.TFD_NONBLOCK)
             if fd < 0:
                 return False  # poll() falls back on epoll_pwait2's own timeout
             self._timerfd = int(fd)
             self._add_internal(self._timerfd, READABLE, self._drain_timerfd)
-        if lib.portaio_timerfd_arm(self._timerfd, -1.0 if deadline is None else deadline) < 0:
+        if lib.portaio_timerfd_arm(self._timerfd, deadline) < 0:
             err = ffi.errno
             raise OSError(err, f"portaio[epoll]: timerfd_settime: {os.strerror(err)}")
         return True
