@@ -2,7 +2,13 @@
 
 A backend subclasses :class:`Poller` and supplies five primitives (``_open``,
 ``_add``, ``_modify``, ``_remove``, ``_wait``, plus ``_close_backend``).
-Everything here is backend-free: it never names a kernel mechanism.
+Timers, signals and wake-ups work on those alone; a backend with native
+mechanisms overrides the hooks documented in the section "backend hooks"
+below (``_arm_timer``, ``_open_wake``/``_post_wake``/``_close_wake``,
+``_watch_signal``/``_unwatch_signal``, ``_on_python_signal``,
+``_close_after_fork``) and reports through ``_timer_fired``, ``_wake_fired``
+and ``_signal_arrived``.  Everything here is backend-free: it never names a
+kernel mechanism.
 """
 
 from __future__ import annotations
