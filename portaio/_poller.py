@@ -76,6 +76,7 @@ class Poller:
         self._internal: dict[int, Registration] = {}
         self._cache: dict[Any, Event] = {}
         self._always_ready: dict[int, Registration] = {}
+        self._emulated_first = False
         self._next_token = 1
         self._epoch = 0
         self._waiting = 0
@@ -197,10 +198,8 @@ class Poller:
         if self._closed:
             raise PollerClosed(f"portaio[{self.name}]: poll() on a closed poller")
         if self._always_ready:
-            ready = self._emulated_ready(max_events)
+            ready = self._ready_with_emulated(max_events)
             if ready:
-                if len(ready) < max_events:
-                    ready.extend(self._wait(0, max_events - len(ready)) or [])
                 return ready
         if timeout == 0:
             return self._wait(0, max_events) or []
@@ -331,11 +330,26 @@ class Poller:
                 raise
             self._always_ready[reg.fd] = reg
 
+    def _ready_with_emulated(self, max_events: int) -> list[Event]:
+        # Always-ready fds and the kernel's events take turns at the front of
+        # the batch, so that with a small max_events neither starves the other.
+        self._emulated_first = first = not self._emulated_first
+        if first:
+            ready = self._emulated_ready(max_events)
+            if len(ready) < max_events:
+                ready.extend(self._wait(0, max_events - len(ready)) or [])
+        else:
+            ready = self._wait(0, max_events) or []
+            if len(ready) < max_events:
+                ready.extend(self._emulated_ready(max_events - len(ready)))
+        return ready
+
     def _emulated_ready(self, max_events: int) -> list[Event]:
         # Regular files are always ready (POSIX); the kernel refused to watch them.
         ready: list[Event] = []
         with self._lock:
-            for reg in self._always_ready.values():
+            regs = self._always_ready
+            for reg in list(regs.values()):
                 flags = reg.events & (READABLE | WRITABLE)
                 if not reg.armed or not flags:
                     continue
@@ -344,6 +358,9 @@ class Poller:
                 ready.append(Event(reg.fd, flags, reg.data))
                 if reg.events & (ONESHOT | EDGE):
                     reg.armed = False
+                # Reported fds go last, so the next batch starts with the others.
+                del regs[reg.fd]
+                regs[reg.fd] = reg
         return ready
 
     def _fd_of(self, fileobj: Any) -> int:
