@@ -11,6 +11,7 @@ import errno
 import math
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -55,12 +56,15 @@ def _tag(poller: portaio.Poller) -> str:
     ],
     ids=lambda v: repr(v)[:30],
 )
-def test_bad_fd_argument(poller: portaio.Poller, fileobj: Any, exc: type[Exception], fd_text: str | None) -> None:
-    for call in (
+def test_bad_fd_argument(
+    poller: portaio.Poller, fileobj: Any, exc: type[Exception], fd_text: str | None
+) -> None:
+    calls: list[Callable[[], object]] = [
         lambda: poller.register(fileobj, portaio.READABLE),
         lambda: poller.modify(fileobj, portaio.READABLE),
         lambda: poller.unregister(fileobj),
-    ):
+    ]
+    for call in calls:
         with pytest.raises(exc, match=_tag(poller)) as info:
             call()
         if fd_text:
@@ -175,7 +179,14 @@ def test_extreme_valid_timeouts(poller: portaio.Poller, fds: Closer) -> None:
 
 @pytest.mark.parametrize(
     ("max_events", "exc"),
-    [(0, ValueError), (-1, ValueError), (-(2**70), ValueError), (1.0, TypeError), ("1", TypeError), (True, TypeError)],
+    [
+        (0, ValueError),
+        (-1, ValueError),
+        (-(2**70), ValueError),
+        (1.0, TypeError),
+        ("1", TypeError),
+        (True, TypeError),
+    ],
     ids=repr,
 )
 def test_bad_max_events(poller: portaio.Poller, max_events: Any, exc: type[Exception]) -> None:
