@@ -193,3 +193,18 @@ def test_registrations_snapshot(poller: portaio.Poller, fds: Closer) -> None:
     poller.unregister(a)
     assert len(snapshot) == 2 and len(poller.registrations()) == 1
     assert ready_map(poller.poll(0)) == {c.fileno(): portaio.WRITABLE}
+
+
+def test_fd_closed_while_registered_hides_nothing(poller: portaio.Poller, fds: Closer) -> None:
+    a, b = socket.socketpair()
+    fds.add(b)
+    c, _ = fds.socketpair()
+    number = a.fileno()
+    poller.register(a, portaio.READABLE, "closed")
+    poller.register(c, portaio.WRITABLE, "c")
+    a.close()  # not unregistered: the kernel (or portaio) forgets it quietly
+    for _ in range(2):
+        assert [e.data for e in poller.poll(0)] == ["c"]
+    assert number in poller
+    poller.unregister(number)
+    assert [e.data for e in poller.poll(0)] == ["c"]

@@ -151,3 +151,15 @@ def test_many_changes_while_polling(poller: portaio.Poller, fds: Closer) -> None
     assert not thread.is_alive()
     assert "last" in seen
     assert all(isinstance(d, str) for d in seen), seen
+
+
+def test_several_threads_poll_one_poller(poller: portaio.Poller, fds: Closer) -> None:
+    a, b = fds.socketpair()
+    poller.register(a, portaio.READABLE | portaio.ONESHOT, "once")
+    waiters = [_Waiter(poller, timeout=0.3) for _ in range(3)]
+    b.send(b"x")
+    results = [w.join() for w in waiters]  # none raises
+    assert sorted(len(r) for r in results) == [0, 0, 1], "a one-shot event reached one thread only"
+    poller.modify(a, portaio.READABLE, "level")
+    waiters = [_Waiter(poller, timeout=1.0) for _ in range(2)]
+    assert all([e.data for e in w.join()] == ["level"] for w in waiters)
