@@ -110,7 +110,7 @@ class Poller:
         fd = self._fd_of(fileobj)
         interest = self._check_events(fd, events)
         with self._lock:
-            self._check_open()
+            self._check_open(fd)
             if fd in self._regs:
                 raise AlreadyRegistered(f"portaio[{self.name}]: fd {fd} is already registered")
             reg = Registration(fd, fileobj, interest, data, self._new_token(), self._epoch + 1)
@@ -125,7 +125,7 @@ class Poller:
         fd = self._fd_of(fileobj)
         interest = self._check_events(fd, events)
         with self._lock:
-            self._check_open()
+            self._check_open(fd)
             old = self._regs.get(fd)
             if old is None:
                 raise NotRegistered(f"portaio[{self.name}]: fd {fd} is not registered")
@@ -147,7 +147,12 @@ class Poller:
         reused): the registration is dropped all the same.
         """
         with self._lock:
-            self._check_open()
+            if self._closed:
+                try:
+                    named: int | None = self._fd_of(fileobj)
+                except (TypeError, ValueError):
+                    named = None
+                self._check_open(named)
             fd = self._fd_for_unregister(fileobj)
             reg = self._regs.get(fd)
             if reg is None:
@@ -286,9 +291,10 @@ class Poller:
         return False
 
     # ------------------------------------------------------- shared helpers
-    def _check_open(self) -> None:
+    def _check_open(self, fd: int | None = None) -> None:
         if self._closed:
-            raise PollerClosed(f"portaio[{self.name}]: the poller is closed")
+            about = "" if fd is None else f" (fd {fd})"
+            raise PollerClosed(f"portaio[{self.name}]: the poller is closed{about}")
 
     def _new_token(self) -> int:
         token = self._next_token
