@@ -74,8 +74,8 @@ def test_signals_do_not_cut_a_timed_poll_short(poller: portaio.Poller, fds: Clos
     poller.register(a, portaio.READABLE)
     delivered = on_signal(_nothing)
     timeout = 0.15
-    timers = _kill_main_after(0.02, 0.05, 0.08)
     t0 = time.monotonic()
+    timers = _kill_main_after(0.02, 0.05, 0.08)
     try:
         assert poller.poll(timeout) == []
         elapsed = time.monotonic() - t0
@@ -90,10 +90,10 @@ def test_signal_does_not_end_a_blocking_poll(poller: portaio.Poller, fds: Closer
     a, b = fds.socketpair()
     poller.register(a, portaio.READABLE, "a")
     delivered = on_signal(_nothing)
+    t0 = time.monotonic()
     timers = _kill_main_after(0.02, 0.04)
     sender = threading.Timer(0.12, b.send, (b"x",))
     sender.start()
-    t0 = time.monotonic()
     try:
         events = poller.poll()
         elapsed = time.monotonic() - t0

@@ -259,9 +259,12 @@ def test_every_call_after_close_raises_poller_closed(poller: portaio.Poller, fds
         "enter": poller.__enter__,
     }
     for name, call in calls.items():
-        with pytest.raises(portaio.PollerClosed, match=_tag(poller)):
+        with pytest.raises(portaio.PollerClosed, match=_tag(poller)) as info:
             call()
-        assert name
+        if name in ("register", "modify", "unregister"):
+            assert f"fd {a.fileno()}" in str(info.value), name
+    with pytest.raises(portaio.PollerClosed, match=f"fd {a.fileno()}"):
+        poller.unregister(a.fileno())
     assert isinstance(portaio.PollerClosed("x"), RuntimeError)
     assert "closed" in repr(poller)
 
