@@ -13,6 +13,7 @@ import os
 import select
 from typing import Any
 
+from .._errors import Unsupported
 from .._flags import ERROR, HANGUP, PRIORITY, RDHUP, READABLE, WRITABLE
 from .._types import Capabilities
 from ._userspace import UserspacePoller
@@ -62,6 +63,10 @@ class SelectPoller(UserspacePoller):
         self._masks: dict[int, int] = {}
 
     def _kernel_watch(self, fd: int, events: int, new: bool) -> None:
+        if not events & (READABLE | WRITABLE | RDHUP):
+            # Only select's read and write sets see hang-ups and errors; an fd
+            # in the exceptional set alone would never report them.
+            raise Unsupported(self.name, "PRIORITY alone", f"fd {fd}; add READABLE to see hang-ups")
         self._kernel_unwatch(fd)
         if events & (READABLE | RDHUP):
             self._readers.add(fd)
