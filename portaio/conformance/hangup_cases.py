@@ -154,3 +154,28 @@ def test_hangup_never_reported_for_plain_data(poller: portaio.Poller, fds: Close
     b.send(b"x")
     got = ready_map(poll_until(poller, lambda evs: len(evs) == 2))
     assert got == {r: portaio.READABLE, a.fileno(): portaio.READABLE | portaio.WRITABLE}
+
+
+@pytest.mark.parametrize("interest", ["READABLE", "WRITABLE", "RDHUP", "PRIORITY"])
+@pytest.mark.parametrize("kind", ["unix", "tcp-reset"])
+def test_hangup_reported_whatever_the_interest(
+    poller: portaio.Poller, fds: Closer, capabilities: portaio.Capabilities, interest: str, kind: str
+) -> None:
+    flag = portaio.Events[interest]
+    if kind == "unix":
+        a, b = fds.socketpair()
+    else:
+        a, b = _stream_pair(fds, "tcp")
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    try:
+        poller.register(a, flag, "a")
+    except portaio.Unsupported as err:
+        # Refused only where the backend could not report the hang-up.
+        refusable = {portaio.PRIORITY: poller.backend == "select" or not capabilities.priority}
+        refusable[portaio.RDHUP] = not capabilities.rdhup
+        assert refusable.get(flag), err
+        return
+    b.close()
+    events = poll_until(poller, lambda evs: any(e.events & _HUP for e in evs))
+    assert [e.data for e in events] == ["a"]
+    assert events[0].events & ~(flag | _HUP) == 0

@@ -99,15 +99,35 @@ def test_priority_reports_out_of_band_data(
         with pytest.raises(portaio.Unsupported, match=poller.backend):
             poller.register(server, portaio.PRIORITY)
         return
-    poller.register(server, portaio.PRIORITY, "oob")
+    poller.register(server, portaio.PRIORITY | portaio.READABLE, "oob")
     assert poller.poll(0) == []
     client.send(b"!", socket.MSG_OOB)
     events = poll_until(poller, lambda evs: bool(evs))
-    assert [(e.fd, e.events & portaio.PRIORITY, e.data) for e in events] == [
-        (server.fileno(), portaio.PRIORITY, "oob")
-    ]
+    assert [(e.fd, e.events, e.data) for e in events] == [(server.fileno(), portaio.PRIORITY, "oob")]
     assert server.recv(1, socket.MSG_OOB) == b"!"
     assert poller.poll(0) == []
+    client.send(b"plain")
+    events = poll_until(poller, lambda evs: bool(evs))
+    assert [(e.fd, e.events, e.data) for e in events] == [(server.fileno(), portaio.READABLE, "oob")]
+
+
+def test_priority_alone(poller: portaio.Poller, fds: Closer, capabilities: portaio.Capabilities) -> None:
+    """PRIORITY without READABLE: where hang-ups could not be seen, refused."""
+    import socket
+
+    client, server, _ = fds.tcp_pair()
+    if not capabilities.priority or poller.backend == "select":
+        # select(2)'s exceptional set sees no hang-up: refused, not downgraded.
+        with pytest.raises(portaio.Unsupported, match=f"{poller.backend}.*PRIORITY.*fd {server.fileno()}"):
+            poller.register(server, portaio.PRIORITY)
+        assert server not in poller
+        return
+    poller.register(server, portaio.PRIORITY, "oob")
+    client.send(b"plain")
+    assert poller.poll(0.02) == []
+    client.send(b"!", socket.MSG_OOB)
+    events = poll_until(poller, bool)
+    assert [(e.fd, e.events, e.data) for e in events] == [(server.fileno(), portaio.PRIORITY, "oob")]
 
 
 def test_empty_poller_poll_zero_returns_empty_list(poller: portaio.Poller) -> None:
