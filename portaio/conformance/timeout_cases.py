@@ -99,3 +99,18 @@ def test_empty_poller_honours_timeout(poller: portaio.Poller) -> None:
     t0 = time.monotonic()
     assert poller.poll(0.02) == []
     assert 0.02 <= time.monotonic() - t0 < 0.02 + _SLACK
+
+
+@pytest.mark.parametrize("timeout", [0.0005, 0.0025])
+def test_timeout_precision_matches_capabilities(
+    poller: portaio.Poller, capabilities: portaio.Capabilities, timeout: float
+) -> None:
+    # The best of several waits shows the backend's rounding, not the machine's load.
+    resolution = capabilities.timeout_resolution
+    expected = math.ceil(timeout / resolution - 1e-9) * resolution
+    best = math.inf
+    for _ in range(10):
+        t0 = time.monotonic()
+        poller.poll(timeout)
+        best = min(best, time.monotonic() - t0)
+    assert timeout <= best < expected + 0.001, (best, expected)
