@@ -83,7 +83,23 @@ class SelectPoller(UserspacePoller):
         except OSError as err:
             if err.errno != errno.EBADF:
                 raise
-            return self._closed_fds()
+            # select fails as a whole on a closed fd: report the culprits (the
+            # slow path drops them) and wait on the others all the same, so a
+            # zero-timeout poll does not miss what is ready meanwhile.
+            closed = self._closed_fds()
+            bad = {fd for fd, _ in closed}
+            if not bad:
+                return closed
+            r, w, x = select.select(
+                [fd for fd in self._readers if fd not in bad],
+                [fd for fd in self._writers if fd not in bad],
+                [fd for fd in self._urgent if fd not in bad],
+                timeout,
+            )
+            return closed + self._ready(r, w, x)
+        return self._ready(r, w, x)
+
+    def _ready(self, r: list[int], w: list[int], x: list[int]) -> list[Any]:
         ready = dict.fromkeys(r, 0)
         for fd in r:
             ready[fd] = _READ
@@ -121,8 +137,6 @@ class SelectPoller(UserspacePoller):
         return out
 
     def _closed_fds(self) -> list[Any]:
-        # select fails as a whole on a closed fd: find the culprits so the
-        # slow path drops them, and report nothing else this round.
         out = []
         for fd in list(self._masks):
             try:
