@@ -50,6 +50,8 @@ class PollPoller(UserspacePoller):
         if UNAVAILABLE is not None:
             raise OSError(UNAVAILABLE)
         self._pollobj = select.poll()
+        self._kernel_masks: dict[int, int] = {}
+        self._pollobj_busy = False
 
     def _kernel_watch(self, fd: int, events: int, new: bool) -> None:
         mask = 0
@@ -60,8 +62,10 @@ class PollPoller(UserspacePoller):
             self._pollobj.register(fd, mask)
         else:
             self._pollobj.modify(fd, mask)
+        self._kernel_masks[fd] = mask
 
     def _kernel_unwatch(self, fd: int) -> None:
+        self._kernel_masks.pop(fd, None)
         try:
             self._pollobj.unregister(fd)
         except KeyError:
@@ -70,7 +74,22 @@ class PollPoller(UserspacePoller):
     def _kernel_wait(self, timeout: float | None) -> list[Any]:
         # select.poll rounds a fractional millisecond up and retries EINTR
         # with the remaining time (PEP 475), running signal handlers.
-        return self._pollobj.poll(None if timeout is None else timeout * 1000.0)
+        ms = None if timeout is None else timeout * 1000.0
+        with self._lock:
+            busy, self._pollobj_busy = self._pollobj_busy, True
+            if busy:
+                # A select.poll object refuses a second concurrent poll()
+                # (RuntimeError): another thread waits on it, so this one
+                # waits on a copy of the interest set.
+                pollobj = select.poll()
+                for fd, mask in self._kernel_masks.items():
+                    pollobj.register(fd, mask)
+        if busy:
+            return pollobj.poll(ms)
+        try:
+            return self._pollobj.poll(ms)
+        finally:
+            self._pollobj_busy = False
 
     def _translate(self, bits: int) -> int:
         ready = 0
