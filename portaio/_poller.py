@@ -404,6 +404,8 @@ class Poller:
                 raise Unsupported(self.name, flag.name or str(flag), f"fd {fd}")
         if mask & EXCLUSIVE and mask & ONESHOT:
             raise Unsupported(self.name, "EXCLUSIVE with ONESHOT", f"fd {fd}; the kernel refuses it")
+        if mask & EXCLUSIVE and mask & (PRIORITY | RDHUP):
+            raise Unsupported(self.name, "EXCLUSIVE with PRIORITY or RDHUP", f"fd {fd}; the kernel refuses it")
         if caps.max_fd is not None and fd > caps.max_fd:
             raise ValueError(f"portaio[{self.name}]: fd {fd} is above the backend's limit {caps.max_fd}")
         return mask
