@@ -32,7 +32,8 @@ from .._flags import (
     READABLE,
     WRITABLE,
 )
-from .._poller import DEFAULT_MAX_EVENTS, Poller, is_regular_file
+from .._poller import DEFAULT_MAX_EVENTS, Poller
+from .._signals import SignalSource
 from .._types import Capabilities, Event, Registration
 
 try:
@@ -44,6 +45,7 @@ else:
 
 __all__ = ["UNAVAILABLE", "EpollPoller"]
 
+_ONE = (1).to_bytes(8, sys.byteorder)  # an eventfd write adds this 64-bit value
 _CHUNK = 256  # struct formats are cached per event count up to this size
 
 if UNAVAILABLE is None:
@@ -55,7 +57,7 @@ else:  # pragma: no cover
 # half, the token in the high half.  Elsewhere the key is a (flags, token) pair.
 _PACKED_KEYS = _RECORD_SIZE == 12 and _DATA_OFFSET == 4 and sys.byteorder == "little"
 if _PACKED_KEYS:
-    _BYTE_ORDER, _RECORD_FORMAT = "<", "QI"
+    _BYTE_ORDER, _RECORD_FORMAT = "<", "Q4x"
 else:  # pragma: no cover - 16-byte layout of the other architectures
     _BYTE_ORDER = "="
     _RECORD_FORMAT = "I" + "x" * (_DATA_OFFSET - 4) + "Q" + "x" * (_RECORD_SIZE - _DATA_OFFSET - 8)
@@ -148,9 +150,10 @@ class EpollPoller(Poller):
         self._by_token[reg.token] = reg
 
     def _kernel_refuses(self, reg: Registration, err: OSError) -> bool:
-        # epoll refuses regular files and directories with EPERM; POSIX says
-        # they are always ready, so the poller reports them as such.
-        return err.errno == errno.EPERM and is_regular_file(reg.fd)
+        # epoll refuses files without a poll method (regular files,
+        # directories, /dev/null) with EPERM, and only those; poll(2) reports
+        # such files always readable and writable, so the poller does too.
+        return err.errno == errno.EPERM
 
     def _modify(self, old: Registration, new: Registration) -> None:
         if (old.events | new.events) & EXCLUSIVE:
@@ -158,6 +161,8 @@ class EpollPoller(Poller):
             err = self._ctl(lib.EPOLL_CTL_DEL, old)
             if not err:
                 err = self._ctl(lib.EPOLL_CTL_ADD, new)
+                if err:
+                    self._ctl(lib.EPOLL_CTL_ADD, old)  # keep the old registration working
         else:
             err = self._ctl(lib.EPOLL_CTL_MOD, new)
         if err:
@@ -182,9 +187,7 @@ class EpollPoller(Poller):
         return buf, ffi.buffer(buf), size
 
     def _unpacker(self, n: int) -> Callable[..., tuple[int, ...]]:
-        unpack = self._unpackers.get(n)
-        if unpack is None:
-            unpack = self._unpackers[n] = struct.Struct(_BYTE_ORDER + _RECORD_FORMAT * n).unpack_from
+        unpack = self._unpackers[n] = struct.Struct(_BYTE_ORDER + _RECORD_FORMAT * n).unpack_from
         return unpack
 
     def _wait(self, timeout: float | None, max_events: int) -> list[Event] | None:
@@ -192,33 +195,35 @@ class EpollPoller(Poller):
         buffers = self._buffers
         entry = buffers.pop() if buffers else self._buffer(max_events)
         try:
-            buf, view, size = entry
-            if max_events > size:
+            if max_events > entry[2]:
                 entry = self._buffer(max_events)
-                buf, view, size = entry
-            n = lib.portaio_epoll_wait(self._epfd, buf, max_events, -1.0 if timeout is None else timeout)
+            n = lib.portaio_epoll_wait(self._epfd, entry[0], max_events, -1.0 if timeout is None else timeout)
             if n <= 0:
                 if n < 0:
-                    err = ffi.errno
-                    if err == errno.EINTR:
-                        return None  # Python signal handlers run as we return
-                    if self._closed:
-                        return None
-                    raise OSError(err, f"portaio[epoll]: epoll_wait: {os.strerror(err)}")
+                    self._wait_failed(ffi.errno)
                 return None
             if n <= _CHUNK:
-                flat = self._unpacker(n)(view)
+                flat = (self._unpackers.get(n) or self._unpacker(n))(entry[1])
             else:
                 flat = ()
                 for start in range(0, n, _CHUNK):
-                    flat += self._unpacker(min(_CHUNK, n - start))(view, start * _RECORD_SIZE)
-            keys: Any = flat[0::2] if _PACKED_KEYS else list(zip(flat[0::2], flat[1::2], strict=True))
+                    count = min(_CHUNK, n - start)
+                    flat += (self._unpackers.get(count) or self._unpacker(count))(
+                        entry[1], start * _RECORD_SIZE
+                    )
         finally:
             buffers.append(entry)
+        keys: Any = flat if _PACKED_KEYS else list(zip(flat[0::2], flat[1::2], strict=True))
         try:
             return list(map(self._cache.__getitem__, keys))
         except KeyError:
             return self._slow_path(keys)
+
+    def _wait_failed(self, err: int) -> None:
+        # EINTR: return to Python, where pending signal handlers run (and may
+        # raise); the caller then waits again for the time that is left.
+        if err != errno.EINTR and not self._closed:
+            raise OSError(err, f"portaio[epoll]: epoll_wait: {os.strerror(err)}")
 
     def _slow_path(self, keys: Any) -> list[Event]:
         out: list[Event] = []
@@ -295,3 +300,71 @@ class EpollPoller(Poller):
     def _close_backend(self) -> None:
         self._by_token.clear()
         os.close(self._epfd)
+
+    # ------------------------------------ timers, signals, wake-ups (native)
+    # eventfd for wake(), a timerfd armed to the earliest deadline (absolute,
+    # CLOCK_MONOTONIC, no timer slack, unlike epoll_pwait2's timeout) and the
+    # process-wide signalfd of ``_signalfd.py``; all CLOEXEC | NONBLOCK.
+    _signal_kind = "signalfd"
+    _timerfd = -1
+
+    def _open_wake(self) -> None:
+        fd = lib.eventfd(0, lib.EFD_CLOEXEC | lib.EFD_NONBLOCK)
+        if fd < 0:
+            err = ffi.errno
+            raise OSError(err, f"portaio[epoll]: eventfd: {os.strerror(err)}")
+        self._eventfd = int(fd)
+        self._add_internal(self._eventfd, READABLE, self._drain_eventfd)
+
+    def _post_wake(self) -> None:
+        try:
+            os.write(self._eventfd, _ONE)
+        except OSError:
+            pass  # closed meanwhile: nobody waits any more
+
+    def _drain_eventfd(self) -> Event | None:
+        try:
+            os.read(self._eventfd, 8)
+        except OSError:
+            pass
+        return self._wake_fired()
+
+    def _close_wake(self) -> None:
+        # The eventfd and the timerfd (the fds of wake-ups and timers).
+        for fd in (getattr(self, "_eventfd", -1), self._timerfd):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._timerfd = -1
+
+    def _arm_timer(self, deadline: float) -> bool:
+        if self._timerfd < 0:
+            fd = lib.timerfd_create(lib.CLOCK_MONOTONIC, lib.TFD_CLOEXEC | lib.TFD_NONBLOCK)
+            if fd < 0:
+                return False  # poll() falls back on epoll_pwait2's own timeout
+            self._timerfd = int(fd)
+            self._add_internal(self._timerfd, READABLE, self._drain_timerfd)
+        if lib.portaio_timerfd_arm(self._timerfd, deadline) < 0:
+            err = ffi.errno
+            raise OSError(err, f"portaio[epoll]: timerfd_settime: {os.strerror(err)}")
+        return True
+
+    def _drain_timerfd(self) -> Event | None:
+        try:
+            os.read(self._timerfd, 8)
+        except OSError:
+            pass
+        self._timer_fired()
+        return None
+
+    def _new_signal_source(self) -> SignalSource:
+        from ._signalfd import SignalfdSource
+
+        return SignalfdSource()
+
+    def _on_python_signal(self, signum: int) -> None:
+        # A thread that does not block the signal took it: it never reached
+        # the signalfd, so count it here.
+        self._signal_arrived(signum, 1, True)
