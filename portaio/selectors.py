@@ -15,7 +15,9 @@ so :meth:`PortaioSelector.select` returns the poller's result as it is.
 from __future__ import annotations
 
 import errno
+import os
 import selectors
+import weakref
 from collections.abc import Iterator, Mapping
 from selectors import EVENT_READ, EVENT_WRITE, SelectorKey
 from typing import Any
@@ -68,6 +70,27 @@ def _remember_key_mask(self: Poller, reg: Registration, key: Any, ready: int, ca
 
 
 _POLLER_CLASSES: dict[type[Poller], type[Poller]] = {}
+_with_fast_path: weakref.WeakSet[PortaioSelector] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # The child's poller is retired (portaio._fork); so is the selector's own
+    # duplicate of the epoll fd, which would otherwise share the parent's
+    # epoll instance and take its events.
+    for selector in list(_with_fast_path):
+        selector._drop_fast_path()
+    _with_fast_path.clear()
+
+
+_fork_hooked = False
+
+
+def _track_fork(selector: PortaioSelector) -> None:
+    global _fork_hooked
+    if not _fork_hooked:
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+        _fork_hooked = True
+    _with_fast_path.add(selector)
 
 
 def _selector_poller(backend: str | None) -> Poller:
@@ -127,6 +150,8 @@ class PortaioSelector(selectors.BaseSelector):
         make_fast = getattr(poller, "_stdlib_epoll", None)
         self._fast: Any = make_fast() if make_fast is not None else None
         self._fast_poll: Any = self._fast.poll if self._fast is not None else None
+        if self._fast is not None:
+            _track_fork(self)
 
     @property
     def backend(self) -> str:
@@ -258,10 +283,14 @@ class PortaioSelector(selectors.BaseSelector):
             raise self._closed_error() from None
         return ready
 
-    def close(self) -> None:
-        """Close the poller and forget every key; ``get_map()`` then returns None."""
+    def _drop_fast_path(self) -> None:
         if self._fast is not None:
             self._fast.close()
+            self._fast = self._fast_poll = None
+
+    def close(self) -> None:
+        """Close the poller and forget every key; ``get_map()`` then returns None."""
+        self._drop_fast_path()
         self._poller.close()
         self._fd_to_key.clear()
         self._map = None

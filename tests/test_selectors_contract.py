@@ -367,3 +367,26 @@ def test_key_replaced_after_unregister_and_register(sel: PortaioSelector, fds: C
     sel.unregister(a)
     key = sel.register(a, EVENT_READ, "second")
     assert sel.select(0) == [(key, EVENT_READ)]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_inherited_selector_is_retired_in_a_forked_child(sel: PortaioSelector, fds: Closer) -> None:
+    """As portaio's pollers: the child must make its own; the parent is unaffected."""
+    a, b = fds.socketpair()
+    key = sel.register(a, EVENT_READ)
+    b.send(b"x")
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            try:
+                sel.select(0)
+            except ValueError:
+                with PortaioSelector(sel.backend) as fresh:
+                    fresh.register(a, EVENT_READ)
+                    code = 0 if len(fresh.select(0)) == 1 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert sel.select(0) == [(key, EVENT_READ)]
