@@ -125,7 +125,9 @@ def _start(*args: str) -> tuple[subprocess.Popen[str], int]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        # ``-m`` puts the working directory first on sys.path: run from where
+        # the portaio under test was imported (the source tree or site-packages).
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(portaio.__file__))),
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()

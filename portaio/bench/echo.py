@@ -69,7 +69,9 @@ def _server_command(kind: str, workers: int = 1) -> list[str]:
 def _start_server(kind: str, workers: int = 1) -> tuple[subprocess.Popen[str], int]:
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen(_server_command(kind, workers), stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        _server_command(kind, workers), stdout=subprocess.PIPE, text=True, env=env, cwd=root
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     match = re.search(r"listening on [\d.]+:(\d+)", line)
