@@ -17,6 +17,7 @@ connection is its RSS growth divided by N.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import resource
@@ -134,9 +135,7 @@ def _pingpong(client: str, kind: str, k: int, seconds: float, size: int) -> Resu
 
 def _available_kinds() -> list[str]:
     kinds = ["portaio", *KINDS]
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("uvloop") is None:
         kinds = [k for k in kinds if not k.startswith("uvloop")]
     return kinds
 
