@@ -106,21 +106,47 @@ class EchoServer:
     def serve_forever(self) -> None:
         """Accept and echo until :meth:`stop` is called."""
         poll = self.poller.poll
-        conns_read = self._read
+        read = self._read
         self._running = True
         while self._running:
             for ev in poll():
                 conn = ev[2]
-                if conn.__class__ is _Conn:
-                    flags = ev[1]
-                    if conn.pending is not None and flags & _FLUSH_ON:
+                if conn.__class__ is not _Conn:
+                    if conn is None:
+                        self._accept()
+                    else:
+                        self._running = False
+                    continue
+                flags = ev[1]
+                if conn.pending is not None:
+                    if flags & _FLUSH_ON:
                         self._flush(conn)
                     if flags & _READISH and not conn.paused and conn.fd in self._conns:
-                        conns_read(conn, flags)
-                elif conn is None:
-                    self._accept()
-                else:
-                    self._running = False
+                        read(conn, flags)
+                    continue
+                if not flags & _READISH:
+                    continue
+                # The common case inline: one short read, echoed whole.
+                sock = conn.sock
+                try:
+                    data = sock.recv(_BUF)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    self._close(conn)
+                    continue
+                if data and len(data) < _BUF and not flags & _PEER_GONE:
+                    try:
+                        sent = sock.send(data)
+                    except BlockingIOError:
+                        sent = 0
+                    except OSError:
+                        self._close(conn)
+                        continue
+                    if sent != len(data):
+                        self._keep(conn, data, sent)
+                    continue
+                read(conn, flags, data)
 
     def _accept(self) -> None:
         listener = self.listener
@@ -149,20 +175,29 @@ class EchoServer:
             register(conn.fd, interest, conn)
             self.accepted += 1
 
-    def _read(self, conn: _Conn, flags: int) -> None:
+    def _keep(self, conn: _Conn, data: bytes, sent: int) -> None:
+        """The kernel took *sent* bytes of *data*: keep the rest for WRITABLE."""
+        conn.pending = bytearray(data[sent:])
+        if not self.edge:
+            self.poller.modify(conn.fd, self._conn_interest | _WRITABLE, conn)
+
+    def _read(self, conn: _Conn, flags: int, first: bytes | None = None) -> None:
         sock = conn.sock
         # epoll(7): on a stream socket a short read means the buffer was
         # drained; any later data is a new edge.  Not so when the peer closed:
         # then read on to the end of file, which sends no further edge.
         short_read_drains = not flags & _PEER_GONE
         while True:
-            try:
-                data = sock.recv(_BUF)
-            except BlockingIOError:
-                return
-            except OSError:
-                self._close(conn)
-                return
+            if first is not None:
+                data, first = first, None
+            else:
+                try:
+                    data = sock.recv(_BUF)
+                except BlockingIOError:
+                    return
+                except OSError:
+                    self._close(conn)
+                    return
             if not data:
                 conn.eof = True
                 if conn.pending is None:
@@ -178,9 +213,7 @@ class EchoServer:
                     self._close(conn)
                     return
                 if sent != len(data):
-                    conn.pending = bytearray(data[sent:])
-                    if not self.edge:
-                        self.poller.modify(conn.fd, self._conn_interest | _WRITABLE, conn)
+                    self._keep(conn, data, sent)
             else:
                 pending += data
                 if len(pending) > _HIGH_WATER:
@@ -217,8 +250,9 @@ class EchoServer:
             self._read(conn, _READABLE)
 
     def _close(self, conn: _Conn) -> None:
-        if self._conns.pop(conn.fd, None) is None:
-            return
+        if self._conns.get(conn.fd) is not conn:
+            return  # closed already (its number may name a newer connection)
+        del self._conns[conn.fd]
         try:
             self.poller.unregister(conn.fd)
         except KeyError:

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -77,6 +78,28 @@ def test_large_transfer_buffers_and_flushes(server: tuple[EchoServer, tuple[str,
     with socket.create_connection(server[1], timeout=10) as s:
         sender = threading.Thread(target=s.sendall, args=(payload,))
         sender.start()
+        buf = bytearray()
+        while len(buf) < len(payload):
+            chunk = s.recv(1 << 20)
+            assert chunk
+            buf += chunk
+        sender.join()
+    assert buf == payload
+
+
+def test_client_that_does_not_read_is_paused_then_resumed(
+    server: tuple[EchoServer, tuple[str, int]],
+) -> None:
+    """Past the high-water mark the server stops reading; reading the echo resumes it."""
+    srv, address = server
+    payload = os.urandom(16 << 20)
+    with socket.create_connection(address, timeout=10) as s:
+        sender = threading.Thread(target=s.sendall, args=(payload,))
+        sender.start()
+        deadline = time.monotonic() + 5
+        while not any(c.paused for c in list(srv._conns.values())):
+            assert time.monotonic() < deadline, "the server never paused the reader"
+            time.sleep(0.005)
         buf = bytearray()
         while len(buf) < len(payload):
             chunk = s.recv(1 << 20)
