@@ -69,7 +69,16 @@ def _server_command(kind: str, workers: int = 1) -> list[str]:
 
 def _start_server(kind: str, workers: int = 1) -> tuple[subprocess.Popen[str], int]:
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    pythonpath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    # asyncio reads into 256 KiB buffers, above glibc's initial mmap threshold:
+    # whether that threshold has adapted upwards depends on the allocation
+    # history of start-up, and when it has not, every recv() costs an mmap,
+    # mremap and munmap (3x the CPU per request, at random between runs).
+    # Fixed thresholds (no mmap, no trimming of the heap top per buffer) make
+    # every server allocate the same way.
+    env = dict(
+        os.environ, PYTHONPATH=pythonpath, MALLOC_MMAP_THRESHOLD_="4194304", MALLOC_TRIM_THRESHOLD_="67108864"
+    )
     proc = subprocess.Popen(
         _server_command(kind, workers), stdout=subprocess.PIPE, text=True, env=env, cwd=root
     )
