@@ -163,3 +163,33 @@ def test_several_threads_poll_one_poller(poller: portaio.Poller, fds: Closer) ->
     poller.modify(a, portaio.READABLE, "level")
     waiters = [_Waiter(poller, timeout=1.0) for _ in range(2)]
     assert all([e.data for e in w.join()] == ["level"] for w in waiters)
+
+
+def test_oneshot_changes_from_another_thread_never_lost(poller: portaio.Poller, fds: Closer) -> None:
+    # The kernel may report a new registration to the waiting thread before
+    # the changing thread has returned: that event must not be dropped, or a
+    # one-shot is gone for good.
+    a, _ = fds.socketpair()
+    lost = []
+    for i in range(60):
+        results: list[list[portaio.Event]] = []
+        started = threading.Event()
+
+        def wait(started: threading.Event = started, results: list[list[portaio.Event]] = results) -> None:
+            started.set()
+            results.append(poller.poll(1.0))
+
+        thread = threading.Thread(target=wait, daemon=True)
+        thread.start()
+        started.wait(2.0)
+        if i % 2 == 0:
+            poller.register(a, portaio.WRITABLE | portaio.ONESHOT, i)
+        else:
+            poller.modify(a, portaio.WRITABLE | portaio.ONESHOT, i)
+        thread.join(3.0)
+        if [e.data for e in results[0]] != [i]:
+            lost.append((i, results[0]))
+            poller.poll(0)
+        if i % 2:
+            poller.unregister(a)
+    assert not lost, f"one-shot events lost or wrong: {lost[:5]}"
