@@ -401,10 +401,13 @@ class Poller:
         self._waiting += 1
         try:
             while True:
-                out = self._collect_extras(max_events)
+                out = self._collect_extras(max_events, files=False)
+                if len(out) < max_events and self._always_ready:
+                    # Always-ready fds and the kernel's events take turns, as in poll().
+                    out.extend(self._ready_with_emulated(max_events - len(out)))
+                elif out and len(out) < max_events:
+                    out.extend(self._wait(0, max_events - len(out)) or ())
                 if out:
-                    if len(out) < max_events:
-                        out.extend(self._wait(0, max_events - len(out)) or ())
                     return out
                 now = _monotonic()
                 wait = None if end is None else max(end - now, 0.0)
@@ -430,8 +433,9 @@ class Poller:
         finally:
             self._waiting -= 1
 
-    def _collect_extras(self, limit: int) -> list[Event]:
-        out = self._emulated_ready(limit) if self._always_ready else []
+    def _collect_extras(self, limit: int, files: bool = True) -> list[Event]:
+        # Timers and signals first: always-ready fds could fill every batch.
+        out: list[Event] = []
         with self._lock:
             queue = self._timer_queue
             if queue is not None:
@@ -441,6 +445,8 @@ class Poller:
             state = self._signal_state
             if state is not None and len(out) < limit:
                 state.collect(limit - len(out), out)
+        if files and self._always_ready and len(out) < limit:
+            out.extend(self._emulated_ready(limit - len(out)))
         return out
 
     def _timers_changed(self) -> None:
