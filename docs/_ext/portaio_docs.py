@@ -137,7 +137,8 @@ class OptionalFigureDirective(SphinxDirective):
         _, absolute = self.env.relfn2path(path, self.env.docname)
         command = self.options.get("command", "")
         if os.path.exists(absolute):
-            lines = [f".. figure:: {path}", f"   :alt: {self.options.get('alt', path)}", "   :width: 100%", ""]
+            alt = self.options.get("alt", path)
+            lines = [f".. figure:: {path}", f"   :alt: {alt}", "   :width: 100%", ""]
             lines += [f"   {line}" for line in self.content]
         else:
             lines = [
