@@ -39,6 +39,7 @@ primary_domain = "py"
 html_theme = "furo"
 html_title = f"portaio {release}"
 html_static_path = ["_static"]
+html_css_files = ["portaio.css"]
 
 # CI has no route to docs.python.org: intersphinx reads the trimmed copy of
 # Python's inventory kept in _inventories/ (see make_python_inv.py there).
