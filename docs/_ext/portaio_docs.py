@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+import re
+from pathlib import Path
 from typing import Any
 
 from docutils import nodes
@@ -25,6 +27,7 @@ from sphinx.application import Sphinx
 from sphinx.environment import BuildEnvironment
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
+from sphinx.util.nodes import nested_parse_with_titles
 
 import portaio
 
@@ -155,6 +158,45 @@ class OptionalFigureDirective(SphinxDirective):
         return [container]
 
 
+_DOCUMENTED = re.compile(
+    r"^\s*\.\. (?:auto)?(?:class|exception|function|data|attribute)::\s+(\w+)", re.MULTILINE
+)
+
+
+class RemainingApiDirective(SphinxDirective):
+    """``.. portaio-remaining-api::``: autodoc every name of ``portaio.__all__`` the page does not.
+
+    A name added to ``portaio.__all__`` appears in the reference at once, under
+    "Other names", until someone gives it a place of its own on the page.
+    """
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        source = Path(self.env.doc2path(self.env.docname)).read_text(encoding="utf-8")
+        listed = set(_DOCUMENTED.findall(source))
+        lines: list[str] = []
+        for name in portaio.__all__:
+            if name.startswith("__") or name in listed:
+                continue
+            obj = getattr(portaio, name)
+            if isinstance(obj, type) and issubclass(obj, BaseException):
+                kind = "autoexception"
+            elif isinstance(obj, type):
+                kind = "autoclass"
+            elif callable(obj):
+                kind = "autofunction"
+            else:
+                kind = "autodata"
+            lines += [f".. {kind}:: {name}", ""]
+        if not lines:
+            return []
+        lines = ["Other names", "-----------", "", *lines]
+        container = nodes.section()
+        nested_parse_with_titles(self.state, StringList(lines, source=self.env.docname), container)
+        return list(container.children)
+
+
 def resolve_private_paths(
     app: Sphinx, env: BuildEnvironment, node: pending_xref, contnode: nodes.TextElement
 ) -> nodes.Element | None:
@@ -206,6 +248,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     """Register the directive and the event handlers."""
     app.add_directive("portaio-capabilities", CapabilitiesDirective)
     app.add_directive("portaio-figure", OptionalFigureDirective)
+    app.add_directive("portaio-remaining-api", RemainingApiDirective)
     app.connect("missing-reference", resolve_private_paths)
     app.connect("env-check-consistency", check_api_complete)
     app.connect("autodoc-process-bases", public_bases)
