@@ -291,3 +291,18 @@ def test_progress_draws_only_on_a_terminal() -> None:
     assert list(_progress.steps([10, 20], "sizes", stream=tty)) == [10, 20]
     drawn = tty.getvalue()
     assert "sizes [" in drawn and "1/2" in drawn and drawn.endswith("\r\x1b[K")
+
+
+@pytest.mark.parametrize("name", list(BENCHMARKS))
+def test_each_installed_benchmark_answers_help_through_the_command(name: str) -> None:
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(f"portaio.bench.{name}") is not None
+    except ModuleNotFoundError:
+        found = False
+    if not found:
+        pytest.skip(f"portaio.bench.{name} is not part of this build yet")
+    done = run_cli("bench", name, "--help")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: portaio bench {name}")
