@@ -306,3 +306,49 @@ def test_each_installed_benchmark_answers_help_through_the_command(name: str) ->
     done = run_cli("bench", name, "--help")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"usage: portaio bench {name}")
+
+
+def test_matrix_classifies_every_outcome() -> None:
+    from portaio.conformance.runner import Matrix
+
+    def report(nodeid: str, when: str, outcome: str, longrepr: Any = None, **extra: Any) -> Any:
+        return types.SimpleNamespace(
+            nodeid=nodeid,
+            when=when,
+            passed=outcome == "passed",
+            failed=outcome == "failed",
+            skipped=outcome == "skipped",
+            longrepr=longrepr,
+            **extra,
+        )
+
+    matrix = Matrix(["epoll", "select"])
+    base = "portaio/conformance/x_cases.py::test_thing"
+    matrix.pytest_runtest_logreport(report(f"{base}[epoll]", "call", "passed"))
+    matrix.pytest_runtest_logreport(
+        report(f"{base}[select]", "setup", "skipped", ("f", 1, "Skipped: needs root"))
+    )
+    matrix.pytest_runtest_logreport(
+        report(f"{base}_b[epoll-pipe]", "call", "skipped", ("f", 1, "EDGE by design"))
+    )
+    matrix.pytest_runtest_logreport(
+        report(f"{base}_b[select-pipe]", "call", "skipped", None, wasxfail="known")
+    )
+    matrix.pytest_runtest_logreport(report(f"{base}_c[select]", "call", "passed"))
+    matrix.pytest_runtest_logreport(report(f"{base}_c[select]", "teardown", "failed", "boom"))
+    matrix.pytest_runtest_logreport(report("portaio/conformance/x_cases.py::test_plain", "call", "passed"))
+    assert matrix.cells == {
+        "x: thing": {"epoll": "pass", "select": "skip [1]"},
+        "x: thing b [pipe]": {"epoll": "unsupported", "select": "xfail"},
+        "x: thing c": {"select": "FAIL"},
+        "x: plain": {"any": "pass"},
+    }
+    assert matrix.reasons == ["needs root"]
+    assert matrix.columns() == ["epoll", "select", "any"]
+    rendered = matrix.render()
+    assert "[1] needs root" in rendered and rendered.splitlines()[0].split() == [
+        "behaviour",
+        "epoll",
+        "select",
+        "any",
+    ]

@@ -19,13 +19,14 @@ import pytest
 
 import portaio
 
-__all__ = ["FAIL", "PASS", "SKIP", "UNSUPPORTED", "Matrix", "case_files", "run"]
+__all__ = ["FAIL", "PASS", "SKIP", "UNSUPPORTED", "XFAIL", "Matrix", "case_files", "run"]
 
 PASS = "pass"
 FAIL = "FAIL"
 UNSUPPORTED = "unsupported"
 """Passed by refusing the mode with :class:`portaio.Unsupported`, as the contract demands."""
 SKIP = "skip"
+XFAIL = "xfail"
 UNAVAILABLE = "n/a"
 _BY_DESIGN = re.compile(r"unsupported|not supported|by design", re.IGNORECASE)
 ALL_BACKENDS = "any"
@@ -98,6 +99,8 @@ class Matrix:
             if report.failed:
                 row[backend] = FAIL
                 self.failures.append(report.nodeid)
+            elif report.skipped and hasattr(report, "wasxfail"):
+                row[backend] = XFAIL
             elif report.skipped:
                 reason = _skip_reason(report)
                 if "unavailable here" in reason:
@@ -132,10 +135,9 @@ class Matrix:
             "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
         ]
         lines.append("")
-        lines.append(
-            f"{PASS}: behaves as the contract says; {UNSUPPORTED}: refuses the mode with portaio.Unsupported"
-            f" (by design); {FAIL}: broken; {UNAVAILABLE}: backend not available here"
-        )
+        lines.append(f"{PASS}: behaves as the contract says; {FAIL}: breaks it")
+        lines.append(f"{UNSUPPORTED}: refuses the mode with portaio.Unsupported, as the contract demands")
+        lines.append(f"{UNAVAILABLE}: the backend cannot run here; {SKIP} [n]: skipped for reason n")
         reasons = portaio.unavailable_reasons()
         for name in self.backends:
             if name in reasons:
