@@ -158,25 +158,37 @@ class OptionalFigureDirective(SphinxDirective):
         return [container]
 
 
+_CLAIMED = re.compile(r"^\.\. portaio-remaining-api::[ \t]+(.+)$", re.MULTILINE)
 _DOCUMENTED = re.compile(
     r"^\s*\.\. (?:auto)?(?:class|exception|function|data|attribute)::\s+(\w+)", re.MULTILINE
 )
 
 
 class RemainingApiDirective(SphinxDirective):
-    """``.. portaio-remaining-api::``: autodoc every name of ``portaio.__all__`` the page does not.
+    """``.. portaio-remaining-api:: [NAME ...]``: autodoc names of ``portaio.__all__`` not placed yet.
 
-    A name added to ``portaio.__all__`` appears in the reference at once, under
-    "Other names", until someone gives it a place of its own on the page.
+    Without arguments, every public name the page does not document elsewhere
+    appears under the ``:title:`` ("Other names" by default), so a name added
+    to ``portaio.__all__`` is in the reference at once.  With names, only
+    those of them that this build has (and the page does not place
+    elsewhere) are documented, under the title; nothing at all if none is
+    there.
     """
 
+    optional_arguments = 100
     has_content = False
+    option_spec = {"title": lambda text: text.strip()}
 
     def run(self) -> list[nodes.Node]:
         source = Path(self.env.doc2path(self.env.docname)).read_text(encoding="utf-8")
         listed = set(_DOCUMENTED.findall(source))
+        if self.arguments:
+            wanted = [name for name in self.arguments if name in portaio.__all__]
+        else:
+            claimed = {name for names in _CLAIMED.findall(source) for name in names.split()}
+            wanted = [name for name in portaio.__all__ if name not in claimed]
         lines: list[str] = []
-        for name in portaio.__all__:
+        for name in wanted:
             if name.startswith("__") or name in listed:
                 continue
             obj = getattr(portaio, name)
@@ -191,7 +203,8 @@ class RemainingApiDirective(SphinxDirective):
             lines += [f".. {kind}:: {name}", ""]
         if not lines:
             return []
-        lines = ["Other names", "-----------", "", *lines]
+        title = self.options.get("title", "Other names")
+        lines = [title, "-" * len(title), "", *lines]
         container = nodes.section()
         nested_parse_with_titles(self.state, StringList(lines, source=self.env.docname), container)
         return list(container.children)
