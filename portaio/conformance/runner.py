@@ -9,6 +9,7 @@ column per backend.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -29,6 +30,8 @@ SKIP = "skip"
 XFAIL = "xfail"
 UNAVAILABLE = "n/a"
 _BY_DESIGN = re.compile(r"unsupported|not supported|by design", re.IGNORECASE)
+CASE_TIMEOUT = 120
+"""Seconds after which pytest-timeout (where installed) fails a case that hangs."""
 ALL_BACKENDS = "any"
 """Column of the cases that do not run per backend."""
 
@@ -197,6 +200,9 @@ def run(
     ]
     if junit:
         args.append(f"--junitxml={junit}")
+    if importlib.util.find_spec("pytest_timeout") is not None:
+        # A case that wedges a backend must fail, not hang the command.
+        args += ["-o", f"timeout={CASE_TIMEOUT}"]
     previous = os.environ.get("PORTAIO_TEST_BACKENDS")
     os.environ["PORTAIO_TEST_BACKENDS"] = ",".join(backends)
     try:
