@@ -33,6 +33,9 @@ BENCHMARKS = {
 }
 """The benchmarks ``portaio bench`` runs: module ``portaio.bench.<name>``, each with ``main(argv)``."""
 
+_BENCH_MODULES = {"selectors": ("portaio.bench.selectors", "portaio.bench.selectors_dispatch")}
+"""Benchmarks whose module has another name (tried in order)."""
+
 _PROG = "portaio"
 
 
@@ -189,13 +192,17 @@ def _conformance(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------- bench, echo
-def _load_main(module_name: str, what: str) -> Callable[[list[str]], int | None]:
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        if err.name is not None and module_name.startswith(err.name):
-            raise CommandError(f"{what} is not part of this installation (no module {module_name})") from None
-        raise CommandError(f"{what} needs a module that is not installed: {err}") from None
+def _load_main(module_names: Sequence[str], what: str) -> Callable[[list[str]], int | None]:
+    for module_name in module_names:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            if err.name is not None and module_name.startswith(err.name):
+                continue  # not in this installation: try the next name
+            raise CommandError(f"{what} needs a module that is not installed: {err}") from None
+        break
+    else:
+        raise CommandError(f"{what} is not part of this installation (no module {module_names[0]})")
     entry = getattr(module, "main", None)
     if not callable(entry):
         raise CommandError(f"{module_name} has no main(argv) function")
@@ -219,13 +226,13 @@ def run_bench(name: str, argv: Sequence[str]) -> int:
     """Run benchmark *name* (a key of :data:`BENCHMARKS`) with its own arguments."""
     if name not in BENCHMARKS:
         raise CommandError(f"bench: unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
-    entry = _load_main(f"portaio.bench.{name}", f"the {name} benchmark")
+    entry = _load_main(_BENCH_MODULES.get(name, (f"portaio.bench.{name}",)), f"the {name} benchmark")
     return _run_main(entry, list(argv), f"bench {name}")
 
 
 def run_echo(argv: Sequence[str]) -> int:
     """Run the echo server of :mod:`portaio.echo` with its own arguments."""
-    entry = _load_main("portaio.echo", "the echo server")
+    entry = _load_main(("portaio.echo",), "the echo server")
     return _run_main(entry, list(argv), "echo") if "-h" in argv or "--help" in argv else _plain(entry, argv)
 
 
