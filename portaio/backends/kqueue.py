@@ -1,0 +1,396 @@
+"""kqueue (macOS and the BSDs; libkqueue elsewhere), on portaio's own cffi bindings.
+
+Each registration's filters carry a 32-bit token in ``udata`` (a modify makes
+a new one).  The C side of one wait (``portaio_kq_wait``) merges the read and
+write filters of one fd into a single 64-bit key, ``token << 32 | bits``
+(``PORTAIO_K_*``), so the fast path is one ``kevent`` call, one
+``ffi.unpack`` and one dict lookup per fd into a cache of ready-made
+:class:`~portaio.Event` objects.  A miss (new combination, end of file, a
+one-shot registration, an internal fd, or a token no longer registered) takes
+the slow path.
+
+kqueue's words differ from epoll's; the slow path translates them so every
+backend reports the same thing:
+
+* ``EV_EOF`` on the read filter of a socket is RDHUP; HANGUP and ERROR after
+  an EOF are what ``poll(2)`` says of the fd (both directions closed, an error
+  pending), so a local ``shutdown(SHUT_WR)``, which sets ``EV_EOF`` on the
+  write filter, is no hang-up.  EOF events are never cached.
+* ``EV_EOF`` with a non-zero ``fflags`` (the socket's pending error, e.g. a
+  reset) is ERROR.
+* ONESHOT is ``EV_DISPATCH``: the fired filter is disabled by the kernel, the
+  registration's other filters by portaio, until ``modify`` re-enables them.
+* Regular files and directories are always ready, as on the other backends
+  (kqueue would call a file at its end unreadable).
+* kqueue descriptors are not inherited by ``fork()``: a child's poller makes a
+  new kqueue and registers everything again before its first use, never
+  touching the parent's descriptor number.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import stat
+import weakref
+from typing import Any
+
+from .._flags import (
+    ALWAYS_REPORTED,
+    EDGE,
+    ERROR,
+    HANGUP,
+    ONESHOT,
+    PRIORITY,
+    RDHUP,
+    READABLE,
+    WRITABLE,
+)
+from .._poller import DEFAULT_MAX_EVENTS, Poller, is_regular_file
+from .._types import Capabilities, Event, Registration
+
+LIBKQUEUE = False
+"""True when the module was built against libkqueue (an emulation on Linux),
+not a native kqueue; the conformance suite marks libkqueue's known deviations."""
+
+try:
+    from .._kqueue_cffi import ffi, lib
+except ImportError as _err:  # pragma: no cover - depends on the build
+    import sys as _sys
+
+    if _sys.platform.startswith("linux"):
+        UNAVAILABLE: str | None = (
+            "Linux has no kqueue and this build found no libkqueue"
+            " (to test the backend, rebuild with PKG_CONFIG_PATH naming a libkqueue's pkgconfig directory)"
+        )
+    else:
+        UNAVAILABLE = f"the compiled module portaio._kqueue_cffi is missing ({_err})"
+else:
+    UNAVAILABLE = None
+    LIBKQUEUE = bool(lib.PORTAIO_LIBKQUEUE)
+
+__all__ = ["LIBKQUEUE", "UNAVAILABLE", "KqueuePoller"]
+
+_BATCH = 8  # most changes one register/modify sends in one kevent() call
+_INT_MAX = 2**31 - 1
+
+
+def _have(name: str) -> bool:
+    return UNAVAILABLE is None and bool(getattr(lib, f"PORTAIO_HAVE_{name}"))
+
+
+_HAVE_PRIORITY = _have("EVFILT_EXCEPT") and _have("NOTE_OOB")
+if UNAVAILABLE is None:
+    _EVFILT_READ = int(lib.EVFILT_READ)
+    _EVFILT_WRITE = int(lib.EVFILT_WRITE)
+    _EVFILT_EXCEPT = int(lib.PORTAIO_EVFILT_EXCEPT)
+    _EV_ADD, _EV_DELETE = int(lib.EV_ADD), int(lib.EV_DELETE)
+    _EV_ENABLE, _EV_DISABLE = int(lib.EV_ENABLE), int(lib.EV_DISABLE)
+    _EV_CLEAR = int(lib.EV_CLEAR)
+    # EV_DISPATCH disables a fired filter so modify can re-enable it; where
+    # it is missing EV_ONESHOT deletes it and modify adds it again.
+    _EV_ONCE = int(lib.PORTAIO_EV_DISPATCH) if _have("EV_DISPATCH") else int(lib.EV_ONESHOT)
+    _NOTE_OOB = int(lib.PORTAIO_NOTE_OOB)
+    _NOTE_LOWAT = int(lib.PORTAIO_NOTE_LOWAT) if _have("NOTE_LOWAT") else 0
+    _K_READ, _K_READ_EOF = int(lib.PORTAIO_K_READ), int(lib.PORTAIO_K_READ_EOF)
+    _K_WRITE, _K_WRITE_EOF = int(lib.PORTAIO_K_WRITE), int(lib.PORTAIO_K_WRITE_EOF)
+    _K_ERROR, _K_PRIORITY = int(lib.PORTAIO_K_ERROR), int(lib.PORTAIO_K_PRIORITY)
+    _K_OTHER = int(lib.PORTAIO_K_OTHER)
+else:  # pragma: no cover
+    _EVFILT_READ = _EVFILT_WRITE = _EVFILT_EXCEPT = 0
+    _EV_ADD = _EV_DELETE = _EV_ENABLE = _EV_DISABLE = _EV_CLEAR = _EV_ONCE = 0
+    _NOTE_OOB = _NOTE_LOWAT = 0
+    _K_READ = _K_READ_EOF = _K_WRITE = _K_WRITE_EOF = _K_ERROR = _K_PRIORITY = _K_OTHER = 0
+_K_EOF = _K_READ_EOF | _K_WRITE_EOF
+_POLLHUP: int = getattr(select, "POLLHUP", 16)
+_POLLERR: int = getattr(select, "POLLERR", 8)
+
+_live: weakref.WeakSet[KqueuePoller] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # The child has no kqueue (libkqueue closes its emulation's fds too): forget
+    # the number without closing it, which may soon name another file.
+    for poller in list(_live):
+        if not poller._closed:
+            poller._kq = -1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class _AlwaysReady(OSError):
+    """Raised by ``_add`` for regular files, which the poller reports as always ready."""
+
+
+def _poll_says(fd: int) -> int:
+    """What ``poll(2)`` reports of *fd* unasked: HANGUP and ERROR bits, in portaio's terms."""
+    probe = select.poll()
+    probe.register(fd, 0)
+    ready = 0
+    for _, bits in probe.poll(0):
+        if bits & _POLLHUP:
+            ready |= HANGUP
+        if bits & _POLLERR:
+            ready |= ERROR
+    return ready
+
+
+def _is_socket(fd: int) -> bool:
+    try:
+        return stat.S_ISSOCK(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
+def _filters(events: int) -> list[tuple[int, int, int]]:
+    """The (filter, fflags, data) kqueue watches for an interest mask."""
+    out = []
+    if events & READABLE:
+        out.append((_EVFILT_READ, 0, 0))
+    elif events & RDHUP:
+        # RDHUP alone: a socket's read filter reports end of file whatever its
+        # low-water mark, so a huge one keeps plain data from waking the poll.
+        out.append((_EVFILT_READ, _NOTE_LOWAT, _INT_MAX if _NOTE_LOWAT else 0))
+    if events & WRITABLE:
+        out.append((_EVFILT_WRITE, 0, 0))
+    if events & PRIORITY:
+        out.append((_EVFILT_EXCEPT, _NOTE_OOB, 0))
+    return out
+
+
+def _mode_flags(events: int) -> int:
+    flags = 0
+    if events & EDGE:
+        flags |= _EV_CLEAR
+    if events & ONESHOT:
+        flags |= _EV_ONCE
+    return flags
+
+
+class KqueuePoller(Poller):
+    """The kqueue backend (macOS, the BSDs): O(ready) waits, edge and one-shot modes."""
+
+    name = "kqueue"
+    capabilities = Capabilities(
+        edge=True,
+        oneshot=True,
+        exclusive=False,
+        priority=_HAVE_PRIORITY,
+        rdhup=True,
+        hangup=True,
+        o1_wait=True,
+        timeout_resolution=1e-9,
+        max_fd=None,
+        native_timers="EVFILT_TIMER",
+        native_signals="EVFILT_SIGNAL",
+        native_wake="EVFILT_USER",
+    )
+
+    _kq: int
+
+    def _open(self) -> None:
+        if UNAVAILABLE is not None:
+            raise OSError(errno.ENOSYS, f"portaio[kqueue]: {UNAVAILABLE}")
+        self._kq = -1
+        self._by_token: dict[int, Registration] = {}
+        self._changes = ffi.new("struct kevent[]", _BATCH)
+        self._errors = ffi.new("int[]", _BATCH)
+        self._buffers: list[tuple[Any, ...]] = []
+        self._reopen()
+        _live.add(self)
+
+    def _reopen(self) -> int:
+        """Create the kqueue, and after a fork register everything again."""
+        with self._lock:
+            if self._kq >= 0:
+                return self._kq
+            kq = int(lib.portaio_kq_open())
+            if kq < 0:
+                err = ffi.errno
+                raise OSError(err, f"portaio[kqueue]: kqueue: {os.strerror(err)}")
+            self._kq = kq
+            for reg in [*self._by_token.values()]:
+                if reg.armed:
+                    self._apply(
+                        reg.fd,
+                        [(f, _EV_ADD | _mode_flags(reg.events), ff, d) for f, ff, d in _filters(reg.events)],
+                        reg.token,
+                    )
+            return kq
+
+    def _backend_fileno(self) -> int:
+        return self._kq if self._kq >= 0 else self._reopen()
+
+    # ------------------------------------------------------------ control
+    def _apply(self, fd: int, changes: list[tuple[int, int, int, int]], token: int) -> list[int]:
+        """Send (filter, flags, fflags, data) changes for *fd* in one call; each one's errno."""
+        kq = self._kq if self._kq >= 0 else self._reopen()
+        buf = self._changes
+        for i, (filt, flags, fflags, data) in enumerate(changes):
+            lib.portaio_kq_set(buf, i, fd, filt, flags, fflags, data, token)
+        if lib.portaio_kq_apply(kq, buf, len(changes), self._errors) < 0:
+            err = ffi.errno
+            raise OSError(err, f"portaio[kqueue]: kevent on fd {fd}: {os.strerror(err)}")
+        return list(self._errors[0 : len(changes)])
+
+    def _raise(self, err: int, what: str, fd: int) -> None:
+        raise OSError(err, f"portaio[kqueue]: {what} fd {fd}: {os.strerror(err)}")
+
+    def _add(self, reg: Registration) -> None:
+        if reg.handler is None and is_regular_file(reg.fd):
+            raise _AlwaysReady(errno.EPERM, "regular file")
+        flags = _EV_ADD | _mode_flags(reg.events)
+        filters = _filters(reg.events)
+        with self._lock:
+            errors = self._apply(reg.fd, [(f, flags, ff, d) for f, ff, d in filters], reg.token)
+            failed = [e for e in errors if e]
+            if failed:
+                done = [(f, _EV_DELETE, 0, 0) for (f, _, _), e in zip(filters, errors, strict=True) if not e]
+                if done:
+                    self._apply(reg.fd, done, reg.token)
+                self._raise(failed[0], "cannot watch", reg.fd)
+            self._by_token[reg.token] = reg
+
+    def _kernel_refuses(self, reg: Registration, err: OSError) -> bool:
+        return isinstance(err, _AlwaysReady)
+
+    def _modify(self, old: Registration, new: Registration) -> None:
+        new_filters = _filters(new.events)
+        wanted = {f for f, _, _ in new_filters}
+        mode = _mode_flags(new.events)
+        changes = []
+        for f, _, _ in _filters(old.events):
+            # A knote keeps the EV_CLEAR/EV_DISPATCH it was added with: a mode
+            # change needs a new knote.
+            if f not in wanted or _mode_flags(old.events) != mode:
+                changes.append((f, _EV_DELETE, 0, 0))
+        n_deletes = len(changes)
+        changes += [(f, _EV_ADD | _EV_ENABLE | mode, ff, d) for f, ff, d in new_filters]
+        with self._lock:
+            errors = self._apply(new.fd, changes, new.token)
+            for i, err in enumerate(errors):
+                # ENOENT on delete: an EV_ONESHOT filter the kernel already dropped.
+                if err and not (i < n_deletes and err == errno.ENOENT):
+                    self._raise(err, "cannot modify", new.fd)
+            self._by_token.pop(old.token, None)
+            self._by_token[new.token] = new
+
+    def _remove(self, reg: Registration) -> None:
+        # EBADF: the fd was closed (kqueue dropped its filters then).  ENOENT:
+        # the number now names a file never watched here, or a fired
+        # EV_ONESHOT filter.  Either way the token makes any event still
+        # queued for it unrecognisable, so it is dropped, never misdelivered.
+        with self._lock:
+            self._by_token.pop(reg.token, None)
+            if self._kq < 0:
+                return  # forked child before first use: nothing to remove
+            changes = [(f, _EV_DELETE, 0, 0) for f, _, _ in _filters(reg.events)]
+            for err in self._apply(reg.fd, changes, reg.token):
+                if err and err not in (errno.EBADF, errno.ENOENT):
+                    self._raise(err, "cannot unwatch", reg.fd)
+
+    def _disarm(self, reg: Registration) -> None:
+        """A ONESHOT registration fired: silence its other filters until modify."""
+        reg.armed = False
+        changes = [(f, _EV_DISABLE, 0, 0) for f, _, _ in _filters(reg.events)]
+        self._apply(reg.fd, changes, reg.token)  # ENOENT/EBADF: already gone
+
+    # --------------------------------------------------------------- wait
+    def _buffer(self, max_events: int) -> tuple[Any, ...]:
+        size = max(max_events, DEFAULT_MAX_EVENTS)
+        slots = 1
+        while slots < 2 * size:
+            slots *= 2
+        return (
+            ffi.new("struct kevent[]", size),
+            ffi.new("uint64_t[]", size),
+            ffi.new("int64_t[]", size),
+            ffi.new("int[]", [-1] * (size + slots)),
+            slots,
+            size,
+        )
+
+    def _wait(self, timeout: float | None, max_events: int) -> list[Event] | None:
+        kq = self._kq
+        if kq < 0:
+            kq = self._reopen()
+        # Several threads may wait on one poller: each takes its own buffers.
+        buffers = self._buffers
+        entry = buffers.pop() if buffers else self._buffer(max_events)
+        try:
+            if max_events > entry[5]:
+                entry = self._buffer(max_events)
+            events, keys, datas, scratch, slots, _ = entry
+            n = lib.portaio_kq_wait(
+                kq, events, max_events, -1.0 if timeout is None else timeout, keys, datas, scratch, slots
+            )
+            if n <= 0:
+                if n < 0:
+                    err = ffi.errno
+                    if err == errno.EINTR or self._closed:
+                        return None  # Python signal handlers run as we return
+                    raise OSError(err, f"portaio[kqueue]: kevent: {os.strerror(err)}")
+                return None
+            flat: list[int] = ffi.unpack(keys, n)
+        finally:
+            buffers.append(entry)
+        try:
+            return list(map(self._cache.__getitem__, flat))
+        except KeyError:
+            return self._slow_path(flat)
+
+    def _slow_path(self, keys: list[int]) -> list[Event]:
+        out: list[Event] = []
+        cache = self._cache
+        by_token = self._by_token
+        for key in keys:
+            event = cache.get(key)
+            if event is not None:
+                out.append(event)
+                continue
+            bits = key & 0xFFFFFFFF
+            reg = by_token.get(key >> 32)
+            if reg is None:
+                continue  # unregistered or modified since the kernel queued it
+            if reg.handler is not None:
+                internal = reg.handler()
+                if internal is not None:
+                    out.append(internal)
+                continue
+            if bits & _K_OTHER:
+                continue
+            ready = 0
+            if bits & _K_READ:
+                ready |= READABLE
+            if bits & _K_WRITE:
+                ready |= WRITABLE
+            if bits & _K_PRIORITY:
+                ready |= PRIORITY
+            if bits & _K_ERROR:
+                ready |= ERROR
+            if bits & _K_EOF:
+                if bits & _K_READ_EOF and _is_socket(reg.fd):
+                    ready |= RDHUP
+                ready |= _poll_says(reg.fd)
+            ready &= reg.events | ALWAYS_REPORTED
+            if not ready:
+                continue
+            if reg.events & ONESHOT:
+                with self._lock:
+                    if not reg.armed or by_token.get(reg.token) is not reg:
+                        continue
+                    self._disarm(reg)
+                out.append(Event(reg.fd, ready, reg.data))
+            else:
+                out.append(self._remember(reg, key, ready, cache=not bits & _K_EOF))
+        return out
+
+    def _close_backend(self) -> None:
+        _live.discard(self)
+        self._by_token.clear()
+        kq, self._kq = self._kq, -1
+        if kq >= 0:
+            os.close(kq)
