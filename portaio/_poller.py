@@ -79,9 +79,10 @@ class Poller:
         self._next_token = 1
         self._epoch = 0
         self._waiting = 0
-        self._closed = False
         self._lock = threading.RLock()
+        self._closed = True  # until _open succeeds: a failed _open cleans up after itself
         self._open()
+        self._closed = False
 
     # ------------------------------------------------------------------ public
     @property
@@ -188,8 +189,10 @@ class Poller:
         next call.  A signal arriving meanwhile runs its Python handler; an
         exception from the handler propagates, otherwise the wait resumes.
         """
-        if timeout is not None and (timeout.__class__ is not float or not 0.0 < timeout <= TIMEOUT_MAX):
-            timeout = _check_timeout(timeout, self.name)
+        if timeout is not None:
+            cls = timeout.__class__
+            if (cls is not float and cls is not int) or not 0 <= timeout <= TIMEOUT_MAX:
+                timeout = _check_timeout(timeout, self.name)
         if max_events is None:
             max_events = DEFAULT_MAX_EVENTS
         elif max_events.__class__ is not int or max_events < 1:

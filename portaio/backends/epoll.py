@@ -54,7 +54,7 @@ else:  # pragma: no cover
 # half, the token in the high half.  Elsewhere the key is a (flags, token) pair.
 _PACKED_KEYS = _RECORD_SIZE == 12 and _DATA_OFFSET == 4 and sys.byteorder == "little"
 if _PACKED_KEYS:
-    _BYTE_ORDER, _RECORD_FORMAT = "<", "QI"
+    _BYTE_ORDER, _RECORD_FORMAT = "<", "Q4x"
 else:  # pragma: no cover - 16-byte layout of the other architectures
     _BYTE_ORDER = "="
     _RECORD_FORMAT = "I" + "x" * (_DATA_OFFSET - 4) + "Q" + "x" * (_RECORD_SIZE - _DATA_OFFSET - 8)
@@ -181,9 +181,7 @@ class EpollPoller(Poller):
         return buf, ffi.buffer(buf), size
 
     def _unpacker(self, n: int) -> Callable[..., tuple[int, ...]]:
-        unpack = self._unpackers.get(n)
-        if unpack is None:
-            unpack = self._unpackers[n] = struct.Struct(_BYTE_ORDER + _RECORD_FORMAT * n).unpack_from
+        unpack = self._unpackers[n] = struct.Struct(_BYTE_ORDER + _RECORD_FORMAT * n).unpack_from
         return unpack
 
     def _wait(self, timeout: float | None, max_events: int) -> list[Event] | None:
@@ -191,33 +189,35 @@ class EpollPoller(Poller):
         buffers = self._buffers
         entry = buffers.pop() if buffers else self._buffer(max_events)
         try:
-            buf, view, size = entry
-            if max_events > size:
+            if max_events > entry[2]:
                 entry = self._buffer(max_events)
-                buf, view, size = entry
-            n = lib.portaio_epoll_wait(self._epfd, buf, max_events, -1.0 if timeout is None else timeout)
+            n = lib.portaio_epoll_wait(self._epfd, entry[0], max_events, -1.0 if timeout is None else timeout)
             if n <= 0:
                 if n < 0:
-                    err = ffi.errno
-                    if err == errno.EINTR:
-                        return None  # Python signal handlers run as we return
-                    if self._closed:
-                        return None
-                    raise OSError(err, f"portaio[epoll]: epoll_wait: {os.strerror(err)}")
+                    self._wait_failed(ffi.errno)
                 return None
             if n <= _CHUNK:
-                flat = self._unpacker(n)(view)
+                flat = (self._unpackers.get(n) or self._unpacker(n))(entry[1])
             else:
                 flat = ()
                 for start in range(0, n, _CHUNK):
-                    flat += self._unpacker(min(_CHUNK, n - start))(view, start * _RECORD_SIZE)
-            keys: Any = flat[0::2] if _PACKED_KEYS else list(zip(flat[0::2], flat[1::2], strict=True))
+                    count = min(_CHUNK, n - start)
+                    flat += (self._unpackers.get(count) or self._unpacker(count))(
+                        entry[1], start * _RECORD_SIZE
+                    )
         finally:
             buffers.append(entry)
+        keys: Any = flat if _PACKED_KEYS else list(zip(flat[0::2], flat[1::2], strict=True))
         try:
             return list(map(self._cache.__getitem__, keys))
         except KeyError:
             return self._slow_path(keys)
+
+    def _wait_failed(self, err: int) -> None:
+        # EINTR: return to Python, where pending signal handlers run (and may
+        # raise); the caller then waits again for the time that is left.
+        if err != errno.EINTR and not self._closed:
+            raise OSError(err, f"portaio[epoll]: epoll_wait: {os.strerror(err)}")
 
     def _slow_path(self, keys: Any) -> list[Event]:
         out: list[Event] = []

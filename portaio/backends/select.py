@@ -55,6 +55,16 @@ class SelectPoller(UserspacePoller):
     )
     _invalid_bits = _INVALID
 
+    def _open(self) -> None:
+        super()._open()
+        if self._wakeup_r >= FD_SETSIZE or self._wakeup_w >= FD_SETSIZE:
+            # pipe() returns the lowest free numbers: none is left below the limit.
+            self._close_backend()
+            raise OSError(
+                errno.EMFILE,
+                f"portaio[select]: no fd below FD_SETSIZE ({FD_SETSIZE}) is free for its wake-up pipe",
+            )
+
     def _open_kernel(self) -> None:
         self._readers: set[int] = set()
         self._writers: set[int] = set()
