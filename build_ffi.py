@@ -172,7 +172,8 @@ void portaio_kq_set(struct kevent *changes, int i, uintptr_t ident, int filter, 
 int portaio_kq_apply(int kq, struct kevent *changes, int n, int *errors);
 /* One wait, GIL released by cffi; timeout < 0 blocks, else seconds rounded
    up to the nanosecond.  Writes one key per fd to keys (the read and write
-   filters of one registration merged): token << 32 | PORTAIO_K_* bits;
+   filters of one registration merged): token << 32 | PORTAIO_K_* bits,
+   and to datas the read filter's data (bytes left) or the first one's;
    other filters (timers, signals, wake-ups) get their own key with
    PORTAIO_K_OTHER and their data in datas.  scratch holds nevents + slots
    ints (slots a power of two >= 2 * nevents).  Returns the number of keys
@@ -303,8 +304,14 @@ static uint32_t portaio_kq_bits(const struct kevent *ev)
     } else {
         return PORTAIO_K_OTHER;
     }
-    /* With EV_EOF, fflags holds the socket's pending error (a reset). */
+    /* With EV_EOF, fflags holds the socket's pending error (a reset).
+       libkqueue instead leaves the fflags the filter was added with (our
+       NOTE_LOWAT) unless epoll said EPOLLERR. */
+#if PORTAIO_LIBKQUEUE && defined(NOTE_LOWAT)
+    if (eof && ev->fflags && !(ev->filter == EVFILT_READ && ev->fflags == NOTE_LOWAT))
+#else
     if (eof && ev->fflags)
+#endif
         bits |= PORTAIO_K_ERROR;
     return bits;
 }
@@ -354,6 +361,8 @@ int portaio_kq_wait(int kq, struct kevent *events, int nevents, double timeout,
         if (table[h] >= 0 && (keys[key_of[table[h]]] >> 32) == token) {
             key_of[i] = key_of[table[h]];
             keys[key_of[i]] |= bits;
+            if (ev->filter == EVFILT_READ)
+                datas[key_of[i]] = (int64_t)ev->data;
             continue;
         }
         table[h] = i;

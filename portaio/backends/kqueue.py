@@ -106,6 +106,12 @@ _K_EOF = _K_READ_EOF | _K_WRITE_EOF
 _POLLHUP: int = getattr(select, "POLLHUP", 16)
 _POLLERR: int = getattr(select, "POLLERR", 8)
 
+_REFUSALS = frozenset(
+    getattr(errno, name)
+    for name in ("EPERM", "EINVAL", "ENODEV", "ENOTSUP", "EOPNOTSUPP")
+    if hasattr(errno, name)
+)
+
 _live: weakref.WeakSet[KqueuePoller] = weakref.WeakSet()
 
 
@@ -136,6 +142,13 @@ def _poll_says(fd: int) -> int:
         if bits & _POLLERR:
             ready |= ERROR
     return ready
+
+
+def _is_fifo(fd: int) -> bool:
+    try:
+        return stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except OSError:
+        return False
 
 
 def _is_socket(fd: int) -> bool:
@@ -255,20 +268,22 @@ class KqueuePoller(Poller):
             self._by_token[reg.token] = reg
 
     def _kernel_refuses(self, reg: Registration, err: OSError) -> bool:
-        return isinstance(err, _AlwaysReady)
+        # Regular files and directories, and files kqueue cannot watch at all
+        # (/dev/null: EINVAL, ENODEV or ENOTSUP natively, EPERM from libkqueue's
+        # epoll), are always ready, as poll(2) reports them.
+        if isinstance(err, _AlwaysReady):
+            return True
+        return err.errno in _REFUSALS and not _is_socket(reg.fd) and not _is_fifo(reg.fd)
 
     def _modify(self, old: Registration, new: Registration) -> None:
-        new_filters = _filters(new.events)
-        wanted = {f for f, _, _ in new_filters}
-        mode = _mode_flags(new.events)
-        changes = []
-        for f, _, _ in _filters(old.events):
-            # A knote keeps the EV_CLEAR/EV_DISPATCH it was added with: a mode
-            # change needs a new knote.
-            if f not in wanted or _mode_flags(old.events) != mode:
-                changes.append((f, _EV_DELETE, 0, 0))
+        # Delete and add again, in one kevent() call: a knote keeps the
+        # EV_CLEAR/EV_DISPATCH it was added with, libkqueue keeps its first
+        # udata, and epoll's EPOLL_CTL_MOD likewise re-evaluates readiness
+        # (a re-armed one-shot that is ready fires at once).
+        changes = [(f, _EV_DELETE, 0, 0) for f, _, _ in _filters(old.events)]
         n_deletes = len(changes)
-        changes += [(f, _EV_ADD | _EV_ENABLE | mode, ff, d) for f, ff, d in new_filters]
+        mode = _mode_flags(new.events)
+        changes += [(f, _EV_ADD | mode, ff, d) for f, ff, d in _filters(new.events)]
         with self._lock:
             errors = self._apply(new.fd, changes, new.token)
             for i, err in enumerate(errors):
@@ -335,18 +350,18 @@ class KqueuePoller(Poller):
                     raise OSError(err, f"portaio[kqueue]: kevent: {os.strerror(err)}")
                 return None
             flat: list[int] = ffi.unpack(keys, n)
+            try:
+                return list(map(self._cache.__getitem__, flat))
+            except KeyError:
+                return self._slow_path(flat, datas)
         finally:
             buffers.append(entry)
-        try:
-            return list(map(self._cache.__getitem__, flat))
-        except KeyError:
-            return self._slow_path(flat)
 
-    def _slow_path(self, keys: list[int]) -> list[Event]:
+    def _slow_path(self, keys: list[int], datas: Any) -> list[Event]:
         out: list[Event] = []
         cache = self._cache
         by_token = self._by_token
-        for key in keys:
+        for i, key in enumerate(keys):
             event = cache.get(key)
             if event is not None:
                 out.append(event)
@@ -372,8 +387,13 @@ class KqueuePoller(Poller):
             if bits & _K_ERROR:
                 ready |= ERROR
             if bits & _K_EOF:
-                if bits & _K_READ_EOF and _is_socket(reg.fd):
-                    ready |= RDHUP
+                if bits & _K_READ_EOF:
+                    if _is_socket(reg.fd):
+                        ready |= RDHUP
+                    elif datas[i] <= 0:
+                        # A drained pipe or FIFO whose writer left: poll(2)
+                        # and epoll say HANGUP alone, kqueue says readable.
+                        ready &= ~READABLE
                 ready |= _poll_says(reg.fd)
             ready &= reg.events | ALWAYS_REPORTED
             if not ready:
