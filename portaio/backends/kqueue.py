@@ -258,14 +258,21 @@ class KqueuePoller(Poller):
         flags = _EV_ADD | _mode_flags(reg.events)
         filters = _filters(reg.events)
         with self._lock:
-            errors = self._apply(reg.fd, [(f, flags, ff, d) for f, ff, d in filters], reg.token)
+            # Known before the kernel hears of it: a thread already waiting
+            # may get its first event before kevent() returns here.
+            self._by_token[reg.token] = reg
+            try:
+                errors = self._apply(reg.fd, [(f, flags, ff, d) for f, ff, d in filters], reg.token)
+            except OSError:
+                del self._by_token[reg.token]
+                raise
             failed = [e for e in errors if e]
             if failed:
+                del self._by_token[reg.token]
                 done = [(f, _EV_DELETE, 0, 0) for (f, _, _), e in zip(filters, errors, strict=True) if not e]
                 if done:
                     self._apply(reg.fd, done, reg.token)
                 self._raise(failed[0], "cannot watch", reg.fd)
-            self._by_token[reg.token] = reg
 
     def _kernel_refuses(self, reg: Registration, err: OSError) -> bool:
         # Regular files and directories, and files kqueue cannot watch at all
@@ -285,13 +292,18 @@ class KqueuePoller(Poller):
         mode = _mode_flags(new.events)
         changes += [(f, _EV_ADD | mode, ff, d) for f, ff, d in _filters(new.events)]
         with self._lock:
-            errors = self._apply(new.fd, changes, new.token)
+            self._by_token[new.token] = new  # before the kernel: see _add
+            try:
+                errors = self._apply(new.fd, changes, new.token)
+            except OSError:
+                del self._by_token[new.token]
+                raise
             for i, err in enumerate(errors):
                 # ENOENT on delete: an EV_ONESHOT filter the kernel already dropped.
                 if err and not (i < n_deletes and err == errno.ENOENT):
+                    del self._by_token[new.token]
                     self._raise(err, "cannot modify", new.fd)
             self._by_token.pop(old.token, None)
-            self._by_token[new.token] = new
 
     def _remove(self, reg: Registration) -> None:
         # EBADF: the fd was closed (kqueue dropped its filters then).  ENOENT:
