@@ -79,7 +79,18 @@ class UserspacePoller(Poller):
                 pass
         except (BlockingIOError, OSError):
             pass
-        return None
+        return self._wake_fired()
+
+    # The self-pipe serves wake() too: _wake_fired() tells a user's wake-up
+    # from an internal one.
+    def _open_wake(self) -> None:
+        pass
+
+    def _post_wake(self) -> None:
+        self._interrupt()
+
+    def _close_wake(self) -> None:
+        pass
 
     def _close_backend(self) -> None:
         for fd in (self._wakeup_r, self._wakeup_w):
