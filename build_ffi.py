@@ -216,6 +216,9 @@ struct kevent {
     + "".join(f"#define PORTAIO_HAVE_{name} ...\n#define PORTAIO_{name} ...\n" for name in _KQ_OPTIONAL)
     + """
 int portaio_kq_open(void);
+/* close() the kqueue; under libkqueue, also wait until it has really freed it
+   (see the source).  0, or -1 with errno. */
+int portaio_kq_close(int kq);
 /* Fill changes[i] (EV_SET), the token in udata. */
 void portaio_kq_set(struct kevent *changes, int i, uintptr_t ident, int filter, unsigned int flags,
                     unsigned int fflags, int64_t data, uint64_t token);
@@ -233,6 +236,15 @@ int portaio_kq_apply(int kq, struct kevent *changes, int n, int *errors);
    or -1 with errno. */
 int portaio_kq_wait(int kq, struct kevent *events, int nevents, double timeout,
                     uint64_t *keys, int64_t *datas, int *scratch, int slots);
+/* EVFILT_USER: add ident (EV_CLEAR, the token in udata), or trigger it
+   (with the same token: a trigger replaces udata too).
+   Thread- and signal-safe (no shared buffer).  0, or -1 with errno. */
+int portaio_kq_user_add(int kq, uintptr_t ident, uint64_t token);
+int portaio_kq_user_trigger(int kq, uintptr_t ident, uint64_t token);
+/* EVFILT_TIMER ident as a one-shot firing after seconds, rounded up in the
+   finest unit the system has (NOTE_NSECONDS, NOTE_USECONDS, else ms);
+   seconds < 0 deletes it.  0, or -1 with errno. */
+int portaio_kq_timer(int kq, uintptr_t ident, double seconds, uint64_t token);
 """
 )
 
@@ -283,6 +295,24 @@ int portaio_kq_open(void)
         (void)fcntl(kq, F_SETFD, FD_CLOEXEC);
 #endif
     return kq;
+}
+
+#if PORTAIO_LIBKQUEUE && defined(__GNUC__)
+/* libkqueue notices a closed kqueue later, from a monitoring thread; until
+   then it counts the number as its own, and its fork handler closes it in a
+   child even if it names another file by then.  Its Linux backend (2.7)
+   exports this call to finish pending closes at once; older ones lack it. */
+extern void libkqueue_drain_pending_close(void) __attribute__((weak));
+#endif
+
+int portaio_kq_close(int kq)
+{
+    int rc = close(kq);
+#if PORTAIO_LIBKQUEUE && defined(__GNUC__)
+    if (rc == 0 && libkqueue_drain_pending_close)
+        libkqueue_drain_pending_close();
+#endif
+    return rc;
 }
 
 void portaio_kq_set(struct kevent *changes, int i, uintptr_t ident, int filter, unsigned int flags,
@@ -367,6 +397,70 @@ static uint32_t portaio_kq_bits(const struct kevent *ev)
 #endif
         bits |= PORTAIO_K_ERROR;
     return bits;
+}
+
+int portaio_kq_user_add(int kq, uintptr_t ident, uint64_t token)
+{
+#ifdef EVFILT_USER
+    static const struct timespec zero = {0, 0};
+    struct kevent kev;
+    portaio_kq_set(&kev, 0, ident, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, token);
+    return kevent(kq, &kev, 1, NULL, 0, &zero) < 0 ? -1 : 0;
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int portaio_kq_user_trigger(int kq, uintptr_t ident, uint64_t token)
+{
+#if defined(EVFILT_USER) && defined(NOTE_TRIGGER)
+    static const struct timespec zero = {0, 0};
+    struct kevent kev;
+    /* Every change to a knote replaces its udata, a trigger's too. */
+    portaio_kq_set(&kev, 0, ident, EVFILT_USER, 0, NOTE_TRIGGER, 0, token);
+    return kevent(kq, &kev, 1, NULL, 0, &zero) < 0 ? -1 : 0;
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int portaio_kq_timer(int kq, uintptr_t ident, double seconds, uint64_t token)
+{
+#ifdef EVFILT_TIMER
+    static const struct timespec zero = {0, 0};
+    struct kevent kev;
+    unsigned int fflags = 0;
+    double units;
+    int64_t data;
+    if (seconds < 0) {
+        portaio_kq_set(&kev, 0, ident, EVFILT_TIMER, EV_DELETE, 0, 0, token);
+        return kevent(kq, &kev, 1, NULL, 0, &zero) < 0 ? -1 : 0;
+    }
+#if defined(NOTE_NSECONDS)
+    fflags = NOTE_NSECONDS;
+    units = ceil(seconds * 1e9);
+#elif defined(NOTE_USECONDS)
+    fflags = NOTE_USECONDS;
+    units = ceil(seconds * 1e6);
+#else
+    units = ceil(seconds * 1e3); /* the default unit: milliseconds */
+#endif
+#ifdef NOTE_CRITICAL
+    fflags |= NOTE_CRITICAL; /* macOS: no coalescing with other timers */
+#endif
+    /* Clamped to what data holds: a timer firing before the deadline is
+       re-armed by the caller, which never reports a timer early. */
+    if (units > (sizeof(kq_data_t) >= 8 ? 9.0e18 : 2147483647.0))
+        units = sizeof(kq_data_t) >= 8 ? 9.0e18 : 2147483647.0;
+    data = units < 1 ? 1 : (int64_t)units;
+    portaio_kq_set(&kev, 0, ident, EVFILT_TIMER, EV_ADD | EV_ONESHOT, fflags, data, token);
+    return kevent(kq, &kev, 1, NULL, 0, &zero) < 0 ? -1 : 0;
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
 }
 
 int portaio_kq_wait(int kq, struct kevent *events, int nevents, double timeout,

@@ -32,8 +32,10 @@ from __future__ import annotations
 import errno
 import os
 import select
+import signal
 import stat
-import weakref
+import time
+from collections.abc import Callable
 from typing import Any
 
 from .._flags import (
@@ -85,6 +87,7 @@ if UNAVAILABLE is None:
     _EVFILT_READ = int(lib.EVFILT_READ)
     _EVFILT_WRITE = int(lib.EVFILT_WRITE)
     _EVFILT_EXCEPT = int(lib.PORTAIO_EVFILT_EXCEPT)
+    _EVFILT_SIGNAL = int(lib.PORTAIO_EVFILT_SIGNAL)
     _EV_ADD, _EV_DELETE = int(lib.EV_ADD), int(lib.EV_DELETE)
     _EV_ENABLE, _EV_DISABLE = int(lib.EV_ENABLE), int(lib.EV_DISABLE)
     _EV_CLEAR = int(lib.EV_CLEAR)
@@ -98,7 +101,7 @@ if UNAVAILABLE is None:
     _K_ERROR, _K_PRIORITY = int(lib.PORTAIO_K_ERROR), int(lib.PORTAIO_K_PRIORITY)
     _K_OTHER = int(lib.PORTAIO_K_OTHER)
 else:  # pragma: no cover
-    _EVFILT_READ = _EVFILT_WRITE = _EVFILT_EXCEPT = 0
+    _EVFILT_READ = _EVFILT_WRITE = _EVFILT_EXCEPT = _EVFILT_SIGNAL = 0
     _EV_ADD = _EV_DELETE = _EV_ENABLE = _EV_DISABLE = _EV_CLEAR = _EV_ONCE = 0
     _NOTE_OOB = _NOTE_LOWAT = 0
     _K_READ = _K_READ_EOF = _K_WRITE = _K_WRITE_EOF = _K_ERROR = _K_PRIORITY = _K_OTHER = 0
@@ -112,19 +115,44 @@ _REFUSALS = frozenset(
     if hasattr(errno, name)
 )
 
-_live: weakref.WeakSet[KqueuePoller] = weakref.WeakSet()
+# The idents of the poller's own EVFILT_USER (wake) and EVFILT_TIMER knotes;
+# each filter has its own ident space, so they never meet an fd's.
+_WAKE_IDENT = 0
+_TIMER_IDENT = 0
+_TIMER_MAX = 86400.0  # longest single arming; a later deadline is re-armed on firing
+_monotonic = time.monotonic
 
 
-def _after_fork_in_child() -> None:
-    # The child has no kqueue (libkqueue closes its emulation's fds too): forget
-    # the number without closing it, which may soon name another file.
-    for poller in list(_live):
-        if not poller._closed:
-            poller._kq = -1
+class _LibkqueueMask:
+    """Undo libkqueue's signal blocking when the last watch of a signal goes.
+
+    libkqueue's EVFILT_SIGNAL blocks the signal in the thread that adds it
+    (signalfd only sees blocked signals) and leaves it blocked after
+    ``EV_DELETE``; a native kqueue never touches the mask.  portaio promises
+    the mask as it was, so it unblocks what libkqueue blocked, once no kqueue
+    poller of the process watches the signal any more.
+    """
+
+    def __init__(self) -> None:
+        self.watches: dict[int, int] = {}
+        self.was_blocked: dict[int, bool] = {}
+
+    def watch(self, signum: int) -> None:
+        if not self.watches.get(signum):
+            self.was_blocked[signum] = signum in signal.pthread_sigmask(signal.SIG_BLOCK, ())
+        self.watches[signum] = self.watches.get(signum, 0) + 1
+
+    def unwatch(self, signum: int) -> None:
+        left = self.watches.get(signum, 0) - 1
+        if left > 0:
+            self.watches[signum] = left
+            return
+        self.watches.pop(signum, None)
+        if not self.was_blocked.pop(signum, True):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_libkqueue_mask = _LibkqueueMask()
 
 
 class _AlwaysReady(OSError):
@@ -207,40 +235,29 @@ class KqueuePoller(Poller):
     def _open(self) -> None:
         if UNAVAILABLE is not None:
             raise OSError(errno.ENOSYS, f"portaio[kqueue]: {UNAVAILABLE}")
-        self._kq = -1
+        kq = int(lib.portaio_kq_open())
+        if kq < 0:
+            err = ffi.errno
+            raise OSError(err, f"portaio[kqueue]: kqueue: {os.strerror(err)}")
+        self._kq = kq
         self._by_token: dict[int, Registration] = {}
+        # Tokens of the poller's own knotes (wake-up, timer, signals): their
+        # handler gets the event's data (a count for signals).
+        self._own: dict[int, Callable[[int], Event | None]] = {}
+        self._wake_token = 0
+        self._timer_token = 0
+        self._signal_tokens: dict[int, int] = {}
         self._changes = ffi.new("struct kevent[]", _BATCH)
         self._errors = ffi.new("int[]", _BATCH)
         self._buffers: list[tuple[Any, ...]] = []
-        self._reopen()
-        _live.add(self)
-
-    def _reopen(self) -> int:
-        """Create the kqueue, and after a fork register everything again."""
-        with self._lock:
-            if self._kq >= 0:
-                return self._kq
-            kq = int(lib.portaio_kq_open())
-            if kq < 0:
-                err = ffi.errno
-                raise OSError(err, f"portaio[kqueue]: kqueue: {os.strerror(err)}")
-            self._kq = kq
-            for reg in [*self._by_token.values()]:
-                if reg.armed:
-                    self._apply(
-                        reg.fd,
-                        [(f, _EV_ADD | _mode_flags(reg.events), ff, d) for f, ff, d in _filters(reg.events)],
-                        reg.token,
-                    )
-            return kq
 
     def _backend_fileno(self) -> int:
-        return self._kq if self._kq >= 0 else self._reopen()
+        return self._kq
 
     # ------------------------------------------------------------ control
     def _apply(self, fd: int, changes: list[tuple[int, int, int, int]], token: int) -> list[int]:
         """Send (filter, flags, fflags, data) changes for *fd* in one call; each one's errno."""
-        kq = self._kq if self._kq >= 0 else self._reopen()
+        kq = self._kq
         buf = self._changes
         for i, (filt, flags, fflags, data) in enumerate(changes):
             lib.portaio_kq_set(buf, i, fd, filt, flags, fflags, data, token)
@@ -312,8 +329,6 @@ class KqueuePoller(Poller):
         # queued for it unrecognisable, so it is dropped, never misdelivered.
         with self._lock:
             self._by_token.pop(reg.token, None)
-            if self._kq < 0:
-                return  # forked child before first use: nothing to remove
             changes = [(f, _EV_DELETE, 0, 0) for f, _, _ in _filters(reg.events)]
             for err in self._apply(reg.fd, changes, reg.token):
                 if err and err not in (errno.EBADF, errno.ENOENT):
@@ -342,8 +357,6 @@ class KqueuePoller(Poller):
 
     def _wait(self, timeout: float | None, max_events: int) -> list[Event] | None:
         kq = self._kq
-        if kq < 0:
-            kq = self._reopen()
         # Several threads may wait on one poller: each takes its own buffers.
         buffers = self._buffers
         entry = buffers.pop() if buffers else self._buffer(max_events)
@@ -381,7 +394,12 @@ class KqueuePoller(Poller):
             bits = key & 0xFFFFFFFF
             reg = by_token.get(key >> 32)
             if reg is None:
-                continue  # unregistered or modified since the kernel queued it
+                own = self._own.get(key >> 32)
+                if own is not None:
+                    internal = own(int(datas[i]))
+                    if internal is not None:
+                        out.append(internal)
+                continue  # else unregistered or modified since the kernel queued it
             if reg.handler is not None:
                 internal = reg.handler()
                 if internal is not None:
@@ -421,8 +439,111 @@ class KqueuePoller(Poller):
         return out
 
     def _close_backend(self) -> None:
-        _live.discard(self)
         self._by_token.clear()
+        self._own.clear()
         kq, self._kq = self._kq, -1
-        if kq >= 0:
-            os.close(kq)
+        if kq >= 0 and lib.portaio_kq_close(kq) < 0:
+            err = ffi.errno
+            raise OSError(err, f"portaio[kqueue]: close: {os.strerror(err)}")
+
+    def _close_after_fork(self) -> None:
+        # A forked child has no kqueue (libkqueue closes its emulation's fds
+        # too): forget the number without closing it, as it may already name
+        # another file of the child.  Only a fallback wake-up pipe is ours.
+        if not self._wake_token:
+            self._close_wake()
+        if LIBKQUEUE:
+            for signum in self._signal_tokens:
+                _libkqueue_mask.unwatch(signum)
+        self._signal_tokens.clear()
+        self._by_token.clear()
+        self._own.clear()
+        self._kq = -1
+
+    # ------------------------------------ timers, signals, wake-ups (native)
+    # EVFILT_USER for wake(), one EVFILT_TIMER armed to the earliest deadline
+    # in the finest unit the system has, and EVFILT_SIGNAL per watched signal
+    # (each kqueue hears of every delivery by itself, no shared source).
+    # Where the header lacks one, the portable default of Poller is used.
+
+    def _new_own(self, handler: Callable[[int], Event | None]) -> int:
+        token = self._new_token()
+        self._own[token] = handler
+        return token
+
+    def _open_wake(self) -> None:
+        if not (_have("EVFILT_USER") and _have("NOTE_TRIGGER")):
+            super()._open_wake()
+            return
+        token = self._new_own(lambda _data: self._wake_fired())
+        if lib.portaio_kq_user_add(self._kq, _WAKE_IDENT, token) < 0:
+            err = ffi.errno
+            raise OSError(err, f"portaio[kqueue]: EVFILT_USER: {os.strerror(err)}")
+        self._wake_token = token
+
+    def _post_wake(self) -> None:
+        if not self._wake_token:
+            super()._post_wake()
+            return
+        # Safe from any thread and from a signal handler: no shared buffer.
+        # EBADF: closed meanwhile, nobody waits any more.
+        lib.portaio_kq_user_trigger(self._kq, _WAKE_IDENT, self._wake_token)
+
+    def _close_wake(self) -> None:
+        if not self._wake_token:
+            super()._close_wake()
+        # An EVFILT_USER knote goes with its kqueue.
+
+    def _arm_timer(self, deadline: float | None) -> bool:
+        if not _have("EVFILT_TIMER") or self._kq < 0:
+            return False
+        if not self._timer_token:
+            if deadline is None:
+                return True
+            self._timer_token = self._new_own(self._on_timer)
+        seconds = -1.0 if deadline is None else min(max(deadline - _monotonic(), 0.0), _TIMER_MAX)
+        if lib.portaio_kq_timer(self._kq, _TIMER_IDENT, seconds, self._timer_token) < 0:
+            err = ffi.errno
+            if deadline is None and err == errno.ENOENT:
+                return True  # the one-shot timer fired and went
+            if deadline is None:
+                raise OSError(err, f"portaio[kqueue]: EVFILT_TIMER: {os.strerror(err)}")
+            return False  # poll() bounds its wait by the deadline instead
+        return True
+
+    def _on_timer(self, _expirations: int) -> Event | None:
+        self._timer_fired()
+        return None
+
+    def _watch_signal(self, signum: int) -> None:
+        if not _have("EVFILT_SIGNAL"):
+            super()._watch_signal(signum)
+            return
+        token = self._new_own(lambda count: self._signal_arrived(signum, count))
+        self._signal_tokens[signum] = token
+        if LIBKQUEUE:
+            _libkqueue_mask.watch(signum)
+        err = self._apply(signum, [(_EVFILT_SIGNAL, _EV_ADD, 0, 0)], token)[0]
+        if err:
+            del self._signal_tokens[signum], self._own[token]
+            if LIBKQUEUE:
+                _libkqueue_mask.unwatch(signum)
+            self._raise(err, "cannot watch signal", signum)
+
+    def _on_python_signal(self, signum: int) -> None:
+        # Native EVFILT_SIGNAL records every delivery, handled or not.
+        # libkqueue reads a signalfd instead, which misses the deliveries a
+        # thread not blocking the signal took: count those here.
+        if LIBKQUEUE and signum in self._signal_tokens:
+            self._signal_arrived(signum, 1, True)
+
+    def _unwatch_signal(self, signum: int) -> None:
+        token = self._signal_tokens.pop(signum, 0)
+        if not token:
+            super()._unwatch_signal(signum)
+            return
+        self._own.pop(token, None)
+        if self._kq >= 0:
+            self._apply(signum, [(_EVFILT_SIGNAL, _EV_DELETE, 0, 0)], token)
+        if LIBKQUEUE:
+            _libkqueue_mask.unwatch(signum)
