@@ -2,7 +2,13 @@
 
 A backend subclasses :class:`Poller` and supplies five primitives (``_open``,
 ``_add``, ``_modify``, ``_remove``, ``_wait``, plus ``_close_backend``).
-Everything here is backend-free: it never names a kernel mechanism.
+Timers, signals and wake-ups work on those alone; a backend with native
+mechanisms overrides the hooks documented in the section "backend hooks"
+below (``_arm_timer``, ``_open_wake``/``_post_wake``/``_close_wake``,
+``_watch_signal``/``_unwatch_signal``, ``_on_python_signal``,
+``_close_after_fork``) and reports through ``_timer_fired``, ``_wake_fired``
+and ``_signal_arrived``.  Everything here is backend-free: it never names a
+kernel mechanism.
 """
 
 from __future__ import annotations
@@ -81,6 +87,7 @@ class Poller:
         self._internal: dict[int, Registration] = {}
         self._cache: dict[Any, Event] = {}
         self._always_ready: dict[int, Registration] = {}
+        self._emulated_first = False
         self._next_token = 1
         self._epoch = 0
         self._waiting = 0
@@ -130,7 +137,7 @@ class Poller:
         fd = self._fd_of(fileobj)
         interest = self._check_events(fd, events)
         with self._lock:
-            self._check_open()
+            self._check_open(fd)
             if fd in self._regs:
                 raise AlreadyRegistered(f"portaio[{self.name}]: fd {fd} is already registered")
             reg = Registration(fd, fileobj, interest, data, self._new_token(), self._epoch + 1)
@@ -145,7 +152,7 @@ class Poller:
         fd = self._fd_of(fileobj)
         interest = self._check_events(fd, events)
         with self._lock:
-            self._check_open()
+            self._check_open(fd)
             old = self._regs.get(fd)
             if old is None:
                 raise NotRegistered(f"portaio[{self.name}]: fd {fd} is not registered")
@@ -167,7 +174,12 @@ class Poller:
         reused): the registration is dropped all the same.
         """
         with self._lock:
-            self._check_open()
+            if self._closed:
+                try:
+                    named: int | None = self._fd_of(fileobj)
+                except (TypeError, ValueError):
+                    named = None
+                self._check_open(named)
             fd = self._fd_for_unregister(fileobj)
             reg = self._regs.get(fd)
             if reg is None:
@@ -222,10 +234,8 @@ class Poller:
         if self._extras:
             return self._poll_extras(timeout, max_events)
         if self._always_ready:
-            ready = self._emulated_ready(max_events)
+            ready = self._ready_with_emulated(max_events)
             if ready:
-                if len(ready) < max_events:
-                    ready.extend(self._wait(0, max_events - len(ready)) or [])
                 return ready
         if timeout == 0:
             return self._wait(0, max_events) or []
@@ -675,9 +685,10 @@ class Poller:
             self._close_backend()
 
     # ------------------------------------------------------- shared helpers
-    def _check_open(self) -> None:
+    def _check_open(self, fd: int | None = None) -> None:
         if self._closed:
-            raise PollerClosed(f"portaio[{self.name}]: the poller is closed{self._closed_why}")
+            about = "" if fd is None else f" (fd {fd})"
+            raise PollerClosed(f"portaio[{self.name}]: the poller is closed{about}{self._closed_why}")
 
     def _new_token(self) -> int:
         token = self._next_token
@@ -719,11 +730,26 @@ class Poller:
                 raise
             self._always_ready[reg.fd] = reg
 
+    def _ready_with_emulated(self, max_events: int) -> list[Event]:
+        # Always-ready fds and the kernel's events take turns at the front of
+        # the batch, so that with a small max_events neither starves the other.
+        self._emulated_first = first = not self._emulated_first
+        if first:
+            ready = self._emulated_ready(max_events)
+            if len(ready) < max_events:
+                ready.extend(self._wait(0, max_events - len(ready)) or [])
+        else:
+            ready = self._wait(0, max_events) or []
+            if len(ready) < max_events:
+                ready.extend(self._emulated_ready(max_events - len(ready)))
+        return ready
+
     def _emulated_ready(self, max_events: int) -> list[Event]:
         # Regular files are always ready (POSIX); the kernel refused to watch them.
         ready: list[Event] = []
         with self._lock:
-            for reg in self._always_ready.values():
+            regs = self._always_ready
+            for reg in list(regs.values()):
                 flags = reg.events & (READABLE | WRITABLE)
                 if not reg.armed or not flags:
                     continue
@@ -732,6 +758,9 @@ class Poller:
                 ready.append(Event(reg.fd, flags, reg.data))
                 if reg.events & (ONESHOT | EDGE):
                     reg.armed = False
+                # Reported fds go last, so the next batch starts with the others.
+                del regs[reg.fd]
+                regs[reg.fd] = reg
         return ready
 
     def _fd_of(self, fileobj: Any) -> int:

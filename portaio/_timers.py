@@ -61,16 +61,30 @@ class Timer:
 
     __slots__ = ("_entry", "_first", "_index", "_queue", "_start", "data", "interval")
 
-    def __init__(self, queue: TimerQueue, delay: float, interval: float | None, data: Any) -> None:
-        self._queue = queue
-        self.data = data
-        """The object reported as the events' ``data``."""
-        self.interval = interval
-        """Seconds between expirations of a repeating timer, or None for a one-shot."""
-        self._start = _monotonic()
-        self._first = delay
-        self._index = 0  # expirations already reported
-        self._entry: list[Any] | None = None
+    data: Any
+    """The object reported as the events' ``data``."""
+    interval: float | None
+    """Seconds between expirations of a repeating timer, or None for a one-shot."""
+    _queue: TimerQueue
+    _start: float
+    _first: float
+    _index: int  # expirations already reported
+    _entry: list[Any] | None
+
+    def __init__(self) -> None:
+        raise TypeError("portaio: timers are created by Poller.add_timer()")
+
+    @classmethod
+    def _create(cls, queue: TimerQueue, delay: float, interval: float | None, data: Any) -> Timer:
+        timer = cls.__new__(cls)
+        timer._queue = queue
+        timer.data = data
+        timer.interval = interval
+        timer._start = _monotonic()
+        timer._first = delay
+        timer._index = 0
+        timer._entry = None
+        return timer
 
     @property
     def active(self) -> bool:
@@ -124,7 +138,7 @@ class TimerQueue:
 
     def add(self, delay: float, interval: float | None, data: Any) -> tuple[Timer, bool]:
         """A new timer; the flag is True if it is now the earliest deadline."""
-        timer = Timer(self, delay, interval, data)
+        timer = Timer._create(self, delay, interval, data)
         return timer, self._push(timer, timer._deadline(0))
 
     def _push(self, timer: Timer, deadline: float) -> bool:

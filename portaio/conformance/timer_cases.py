@@ -107,11 +107,11 @@ def test_missed_expirations_are_counted_once(poller: portaio.Poller) -> None:
     end = before + 0.032
     while _now() < end:  # the program is busy: expirations pile up
         pass
+    asked = _now()
     [event] = poller.poll(0)
-    now = _now()
     assert event.times >= 6
     deadline = timer.deadline
-    assert deadline is not None and deadline > now - 1e-3
+    assert deadline is not None and deadline > asked  # the next one is still ahead
     assert timer_events(poller.poll(0)) == []
 
 
