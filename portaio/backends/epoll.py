@@ -143,10 +143,14 @@ class EpollPoller(Poller):
         raise OSError(err, f"portaio[epoll]: {what} fd {fd}: {os.strerror(err)}")
 
     def _add(self, reg: Registration) -> None:
+        # Known before the kernel hears of it: a thread already waiting may
+        # get the first event before epoll_ctl returns here (and an edge or
+        # one-shot event dropped as stale would never come again).
+        self._by_token[reg.token] = reg
         err = self._ctl(lib.EPOLL_CTL_ADD, reg)
         if err:
+            del self._by_token[reg.token]
             self._raise(err, "cannot watch", reg.fd)
-        self._by_token[reg.token] = reg
 
     def _kernel_refuses(self, reg: Registration, err: OSError) -> bool:
         # epoll refuses files without a poll method (regular files,
@@ -155,6 +159,7 @@ class EpollPoller(Poller):
         return err.errno == errno.EPERM
 
     def _modify(self, old: Registration, new: Registration) -> None:
+        self._by_token[new.token] = new  # before the kernel: see _add
         if (old.events | new.events) & EXCLUSIVE:
             # EPOLL_CTL_MOD refuses EPOLLEXCLUSIVE (EINVAL): delete and add again.
             err = self._ctl(lib.EPOLL_CTL_DEL, old)
@@ -163,9 +168,9 @@ class EpollPoller(Poller):
         else:
             err = self._ctl(lib.EPOLL_CTL_MOD, new)
         if err:
+            del self._by_token[new.token]
             self._raise(err, "cannot modify", new.fd)
         del self._by_token[old.token]
-        self._by_token[new.token] = new
 
     def _remove(self, reg: Registration) -> None:
         # EBADF: the fd was closed (epoll dropped it with its last reference).
