@@ -191,9 +191,11 @@ def _filters(events: int) -> list[tuple[int, int, int]]:
     out = []
     if events & READABLE:
         out.append((_EVFILT_READ, 0, 0))
-    elif events & RDHUP:
-        # RDHUP alone: a socket's read filter reports end of file whatever its
-        # low-water mark, so a huge one keeps plain data from waking the poll.
+    elif events & (RDHUP | PRIORITY):
+        # RDHUP (or PRIORITY, whose EVFILT_EXCEPT says nothing of hang-ups)
+        # without READABLE: a socket's read filter reports end of file
+        # whatever its low-water mark, so a huge one keeps plain data from
+        # waking the poll.
         out.append((_EVFILT_READ, _NOTE_LOWAT, _INT_MAX if _NOTE_LOWAT else 0))
     if events & WRITABLE:
         out.append((_EVFILT_WRITE, 0, 0))
