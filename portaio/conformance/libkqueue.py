@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-__all__ = ["DEVIATIONS", "deviation"]
+__all__ = ["DEVIATIONS", "KQUEUE_FD_NOT_POLLABLE", "deviation"]
 
 DEVIATIONS: dict[str, str] = {
     "test_tcp_reset_is_error_and_hangup": (
@@ -31,6 +31,9 @@ DEVIATIONS: dict[str, str] = {
     ),
 }
 """Case name (the test function, or ``name[params]`` for one parametrisation) -> why."""
+
+KQUEUE_FD_NOT_POLLABLE = "a libkqueue kqueue fd never polls readable, so no poller can watch one"
+"""Why a case nesting a kqueue fd inside any backend's poller skips on libkqueue."""
 
 
 def _is_libkqueue() -> bool:
@@ -53,6 +56,16 @@ def deviation(item: Any) -> str | None:
         if base == name and set(filter(None, params.rstrip("]").split("-"))) <= ids:
             return why
     return None
+
+
+def pytest_report_header(config: Any) -> list[str]:
+    """Say when kqueue is libkqueue, whose known deviations are skipped."""
+    if not _is_libkqueue():
+        return []
+    return [
+        "  kqueue is libkqueue (emulated on epoll): its known deviations are skipped,"
+        " for kqueue only (portaio.conformance.libkqueue)"
+    ]
 
 
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 import portaio
+from portaio.conformance.libkqueue import KQUEUE_FD_NOT_POLLABLE
 from portaio.conformance.plugin import Closer, ready_map
 
 
@@ -18,7 +19,7 @@ def test_kqueue_fd_registered_in_any_poller(backend: str, poller: portaio.Poller
     from portaio.backends import kqueue
 
     if kqueue.LIBKQUEUE:
-        pytest.skip("kqueue on libkqueue: a libkqueue kqueue fd never polls readable")
+        pytest.skip(f"kqueue on libkqueue: {KQUEUE_FD_NOT_POLLABLE}")
     a, b = fds.socketpair()
     with portaio.Poller("kqueue") as inner:
         inner.register(a, portaio.READABLE, "inner")
