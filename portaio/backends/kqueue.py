@@ -89,7 +89,7 @@ if UNAVAILABLE is None:
     _EVFILT_EXCEPT = int(lib.PORTAIO_EVFILT_EXCEPT)
     _EVFILT_SIGNAL = int(lib.PORTAIO_EVFILT_SIGNAL)
     _EV_ADD, _EV_DELETE = int(lib.EV_ADD), int(lib.EV_DELETE)
-    _EV_ENABLE, _EV_DISABLE = int(lib.EV_ENABLE), int(lib.EV_DISABLE)
+    _EV_DISABLE = int(lib.EV_DISABLE)
     _EV_CLEAR = int(lib.EV_CLEAR)
     # EV_DISPATCH disables a fired filter so modify can re-enable it; where
     # it is missing EV_ONESHOT deletes it and modify adds it again.
@@ -102,7 +102,7 @@ if UNAVAILABLE is None:
     _K_OTHER = int(lib.PORTAIO_K_OTHER)
 else:  # pragma: no cover
     _EVFILT_READ = _EVFILT_WRITE = _EVFILT_EXCEPT = _EVFILT_SIGNAL = 0
-    _EV_ADD = _EV_DELETE = _EV_ENABLE = _EV_DISABLE = _EV_CLEAR = _EV_ONCE = 0
+    _EV_ADD = _EV_DELETE = _EV_DISABLE = _EV_CLEAR = _EV_ONCE = 0
     _NOTE_OOB = _NOTE_LOWAT = 0
     _K_READ = _K_READ_EOF = _K_WRITE = _K_WRITE_EOF = _K_ERROR = _K_PRIORITY = _K_OTHER = 0
 _K_EOF = _K_READ_EOF | _K_WRITE_EOF
@@ -186,31 +186,36 @@ def _is_socket(fd: int) -> bool:
         return False
 
 
-def _filters(events: int) -> list[tuple[int, int, int]]:
-    """The (filter, fflags, data) kqueue watches for an interest mask."""
+def _adds(events: int) -> list[tuple[int, int, int, int]]:
+    """The (filter, flags, fflags, data) changes that add the filters for an interest mask."""
+    mode = _EV_ADD
+    if events & EDGE:
+        mode |= _EV_CLEAR
+    if events & ONESHOT:
+        mode |= _EV_ONCE
     out = []
     if events & READABLE:
-        out.append((_EVFILT_READ, 0, 0))
+        out.append((_EVFILT_READ, mode, 0, 0))
     elif events & (RDHUP | PRIORITY):
-        # RDHUP (or PRIORITY, whose EVFILT_EXCEPT says nothing of hang-ups)
-        # without READABLE: a socket's read filter reports end of file
-        # whatever its low-water mark, so a huge one keeps plain data from
-        # waking the poll.
-        out.append((_EVFILT_READ, _NOTE_LOWAT, _INT_MAX if _NOTE_LOWAT else 0))
+        # Without READABLE, the read filter is there for end of file: a
+        # socket's reports it whatever its low-water mark, so a huge one
+        # keeps plain data from waking the poll.  For PRIORITY alone it only
+        # brings hang-ups (EVFILT_EXCEPT says nothing of them); a half-close
+        # is no hang-up and nothing to report, so it is edge-triggered there
+        # to never wake a poll again and again for nothing.
+        lowat = (_NOTE_LOWAT, _INT_MAX) if _NOTE_LOWAT else (0, 0)
+        helper = mode if events & RDHUP else mode | _EV_CLEAR
+        out.append((_EVFILT_READ, helper, *lowat))
     if events & WRITABLE:
-        out.append((_EVFILT_WRITE, 0, 0))
+        out.append((_EVFILT_WRITE, mode, 0, 0))
     if events & PRIORITY:
-        out.append((_EVFILT_EXCEPT, _NOTE_OOB, 0))
+        out.append((_EVFILT_EXCEPT, mode, _NOTE_OOB, 0))
     return out
 
 
-def _mode_flags(events: int) -> int:
-    flags = 0
-    if events & EDGE:
-        flags |= _EV_CLEAR
-    if events & ONESHOT:
-        flags |= _EV_ONCE
-    return flags
+def _each(events: int, flags: int) -> list[tuple[int, int, int, int]]:
+    """The changes applying *flags* (EV_DELETE, EV_DISABLE) to every filter of an interest mask."""
+    return [(f, flags, 0, 0) for f, _, _, _ in _adds(events)]
 
 
 class KqueuePoller(Poller):
@@ -274,21 +279,20 @@ class KqueuePoller(Poller):
     def _add(self, reg: Registration) -> None:
         if reg.handler is None and is_regular_file(reg.fd):
             raise _AlwaysReady(errno.EPERM, "regular file")
-        flags = _EV_ADD | _mode_flags(reg.events)
-        filters = _filters(reg.events)
+        adds = _adds(reg.events)
         with self._lock:
             # Known before the kernel hears of it: a thread already waiting
             # may get its first event before kevent() returns here.
             self._by_token[reg.token] = reg
             try:
-                errors = self._apply(reg.fd, [(f, flags, ff, d) for f, ff, d in filters], reg.token)
+                errors = self._apply(reg.fd, adds, reg.token)
             except OSError:
                 del self._by_token[reg.token]
                 raise
             failed = [e for e in errors if e]
             if failed:
                 del self._by_token[reg.token]
-                done = [(f, _EV_DELETE, 0, 0) for (f, _, _), e in zip(filters, errors, strict=True) if not e]
+                done = [(f, _EV_DELETE, 0, 0) for (f, *_), e in zip(adds, errors, strict=True) if not e]
                 if done:
                     self._apply(reg.fd, done, reg.token)
                 self._raise(failed[0], "cannot watch", reg.fd)
@@ -306,10 +310,9 @@ class KqueuePoller(Poller):
         # EV_CLEAR/EV_DISPATCH it was added with, libkqueue keeps its first
         # udata, and epoll's EPOLL_CTL_MOD likewise re-evaluates readiness
         # (a re-armed one-shot that is ready fires at once).
-        changes = [(f, _EV_DELETE, 0, 0) for f, _, _ in _filters(old.events)]
+        changes = _each(old.events, _EV_DELETE)
         n_deletes = len(changes)
-        mode = _mode_flags(new.events)
-        changes += [(f, _EV_ADD | mode, ff, d) for f, ff, d in _filters(new.events)]
+        changes += _adds(new.events)
         with self._lock:
             self._by_token[new.token] = new  # before the kernel: see _add
             try:
@@ -331,7 +334,7 @@ class KqueuePoller(Poller):
         # queued for it unrecognisable, so it is dropped, never misdelivered.
         with self._lock:
             self._by_token.pop(reg.token, None)
-            changes = [(f, _EV_DELETE, 0, 0) for f, _, _ in _filters(reg.events)]
+            changes = _each(reg.events, _EV_DELETE)
             for err in self._apply(reg.fd, changes, reg.token):
                 if err and err not in (errno.EBADF, errno.ENOENT):
                     self._raise(err, "cannot unwatch", reg.fd)
@@ -339,7 +342,7 @@ class KqueuePoller(Poller):
     def _disarm(self, reg: Registration) -> None:
         """A ONESHOT registration fired: silence its other filters until modify."""
         reg.armed = False
-        changes = [(f, _EV_DISABLE, 0, 0) for f, _, _ in _filters(reg.events)]
+        changes = _each(reg.events, _EV_DISABLE)
         self._apply(reg.fd, changes, reg.token)  # ENOENT/EBADF: already gone
 
     # --------------------------------------------------------------- wait
@@ -419,14 +422,22 @@ class KqueuePoller(Poller):
             if bits & _K_ERROR:
                 ready |= ERROR
             if bits & _K_EOF:
-                if bits & _K_READ_EOF:
-                    if _is_socket(reg.fd):
+                if _is_socket(reg.fd):
+                    # Half a socket's end is no hang-up: poll(2) says when
+                    # both directions are closed.
+                    if bits & _K_READ_EOF:
                         ready |= RDHUP
-                    elif datas[i] <= 0:
-                        # A drained pipe or FIFO whose writer left: poll(2)
-                        # and epoll say HANGUP alone, kqueue says readable.
-                        ready &= ~READABLE
-                ready |= _poll_says(reg.fd)
+                    ready |= _poll_says(reg.fd)
+                else:
+                    # A pipe, FIFO or tty: the other end is gone.  Reading
+                    # is a hang-up (alone once drained, as poll(2) and epoll
+                    # say; kqueue calls it readable), writing an error.
+                    if bits & _K_READ_EOF:
+                        ready |= HANGUP
+                        if datas[i] <= 0:
+                            ready &= ~READABLE
+                    if bits & _K_WRITE_EOF:
+                        ready |= ERROR
             ready &= reg.events | ALWAYS_REPORTED
             if not ready:
                 continue
