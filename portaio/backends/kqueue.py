@@ -30,6 +30,7 @@ backend reports the same thing:
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import select
 import signal
@@ -177,6 +178,13 @@ def _is_fifo(fd: int) -> bool:
         return stat.S_ISFIFO(os.fstat(fd).st_mode)
     except OSError:
         return False
+
+
+def _access_mode(fd: int) -> int:
+    try:
+        return fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+    except OSError:
+        return -1
 
 
 def _is_socket(fd: int) -> bool:
@@ -429,15 +437,22 @@ class KqueuePoller(Poller):
                         ready |= RDHUP
                     ready |= _poll_says(reg.fd)
                 else:
-                    # A pipe, FIFO or tty: the other end is gone.  Reading
-                    # is a hang-up (alone once drained, as poll(2) and epoll
-                    # say; kqueue calls it readable), writing an error.
-                    if bits & _K_READ_EOF:
-                        ready |= HANGUP
-                        if datas[i] <= 0:
-                            ready &= ~READABLE
-                    if bits & _K_WRITE_EOF:
-                        ready |= ERROR
+                    # A pipe, FIFO or tty whose other end is gone: as poll(2)
+                    # and epoll say, a hang-up for the reading end (alone
+                    # once drained, where kqueue says readable), an error
+                    # for the writing end, whichever filter noticed.
+                    # An end that cannot read (write) is never readable (writable).
+                    mode = _access_mode(reg.fd)
+                    drained = bits & _K_READ_EOF and datas[i] <= 0
+                    if mode == os.O_WRONLY:
+                        ready = (ready | ERROR) & ~READABLE
+                    elif mode == os.O_RDONLY:
+                        ready = (ready | HANGUP) & ~(WRITABLE | (READABLE if drained else 0))
+                    else:  # read-write (a FIFO, a tty): the filter says which side
+                        if bits & _K_READ_EOF:
+                            ready = (ready | HANGUP) & ~(READABLE if drained else 0)
+                        if bits & _K_WRITE_EOF:
+                            ready |= ERROR
             ready &= reg.events | ALWAYS_REPORTED
             if not ready:
                 continue
