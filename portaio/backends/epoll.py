@@ -143,9 +143,8 @@ class EpollPoller(Poller):
         raise OSError(err, f"portaio[epoll]: {what} fd {fd}: {os.strerror(err)}")
 
     def _add(self, reg: Registration) -> None:
-        # Known before the kernel hears of it: a thread already waiting may
-        # get the first event before epoll_ctl returns here (and an edge or
-        # one-shot event dropped as stale would never come again).
+        # Known before the kernel can report it: a poll() in another thread may
+        # see the event before epoll_ctl returns, and would drop an unknown token.
         self._by_token[reg.token] = reg
         err = self._ctl(lib.EPOLL_CTL_ADD, reg)
         if err:
@@ -159,7 +158,10 @@ class EpollPoller(Poller):
         return err.errno == errno.EPERM
 
     def _modify(self, old: Registration, new: Registration) -> None:
-        self._by_token[new.token] = new  # before the kernel: see _add
+        # The new token is known before the kernel can report it (see _add):
+        # otherwise a ONESHOT re-armed while another thread polls could fire
+        # into a lookup that drops it, and never fire again.
+        self._by_token[new.token] = new
         if (old.events | new.events) & EXCLUSIVE:
             # EPOLL_CTL_MOD refuses EPOLLEXCLUSIVE (EINVAL): delete and add again.
             err = self._ctl(lib.EPOLL_CTL_DEL, old)
