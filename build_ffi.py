@@ -182,12 +182,13 @@ _KQ_OPTIONAL = (
 
 KQUEUE_CDEF = (
     """
+typedef int... kq_ident_t;
 typedef int... kq_filter_t;
 typedef int... kq_flags_t;
 typedef int... kq_fflags_t;
 typedef int... kq_data_t;
 struct kevent {
-    uintptr_t ident; kq_filter_t filter; kq_flags_t flags; kq_fflags_t fflags; kq_data_t data; ...;
+    kq_ident_t ident; kq_filter_t filter; kq_flags_t flags; kq_fflags_t fflags; kq_data_t data; ...;
 };
 
 #define EVFILT_READ ...
@@ -261,6 +262,7 @@ KQUEUE_SOURCE = (
 #include <time.h>
 #include <unistd.h>
 
+typedef __typeof__(((struct kevent *)0)->ident) kq_ident_t;
 typedef __typeof__(((struct kevent *)0)->filter) kq_filter_t;
 typedef __typeof__(((struct kevent *)0)->flags) kq_flags_t;
 typedef __typeof__(((struct kevent *)0)->fflags) kq_fflags_t;
