@@ -19,6 +19,7 @@ import os
 import stat
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -482,7 +483,14 @@ class Poller:
         if queue is not None:
             queue.clear()
         state = self._signal_state
-        if state is not None:
+        if state is not None and state.watches:
+            if threading.current_thread() is not threading.main_thread():
+                warnings.warn(
+                    f"portaio[{self.name}]: a poller watching signals was closed outside the main thread;"
+                    " the main thread's signal handlers and mask may not be restored",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
             for watch in list(state.watches.values()):
                 self._drop_signal(watch)
 
