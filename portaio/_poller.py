@@ -88,6 +88,7 @@ class Poller:
         self._internal: dict[int, Registration] = {}
         self._cache: dict[Any, Event] = {}
         self._always_ready: dict[int, Registration] = {}
+        self._emulated_first = False
         self._next_token = 1
         self._epoch = 0
         self._waiting = 0
@@ -137,7 +138,7 @@ class Poller:
         fd = self._fd_of(fileobj)
         interest = self._check_events(fd, events)
         with self._lock:
-            self._check_open()
+            self._check_open(fd)
             if fd in self._regs:
                 raise AlreadyRegistered(f"portaio[{self.name}]: fd {fd} is already registered")
             reg = Registration(fd, fileobj, interest, data, self._new_token(), self._epoch + 1)
@@ -152,7 +153,7 @@ class Poller:
         fd = self._fd_of(fileobj)
         interest = self._check_events(fd, events)
         with self._lock:
-            self._check_open()
+            self._check_open(fd)
             old = self._regs.get(fd)
             if old is None:
                 raise NotRegistered(f"portaio[{self.name}]: fd {fd} is not registered")
@@ -174,7 +175,12 @@ class Poller:
         reused): the registration is dropped all the same.
         """
         with self._lock:
-            self._check_open()
+            if self._closed:
+                try:
+                    named: int | None = self._fd_of(fileobj)
+                except (TypeError, ValueError):
+                    named = None
+                self._check_open(named)
             fd = self._fd_for_unregister(fileobj)
             reg = self._regs.get(fd)
             if reg is None:
@@ -229,10 +235,8 @@ class Poller:
         if self._extras:
             return self._poll_extras(timeout, max_events)
         if self._always_ready:
-            ready = self._emulated_ready(max_events)
+            ready = self._ready_with_emulated(max_events)
             if ready:
-                if len(ready) < max_events:
-                    ready.extend(self._wait(0, max_events - len(ready)) or [])
                 return ready
         if timeout == 0:
             return self._wait(0, max_events) or []
@@ -689,9 +693,10 @@ class Poller:
             self._close_backend()
 
     # ------------------------------------------------------- shared helpers
-    def _check_open(self) -> None:
+    def _check_open(self, fd: int | None = None) -> None:
         if self._closed:
-            raise PollerClosed(f"portaio[{self.name}]: the poller is closed{self._closed_why}")
+            about = "" if fd is None else f" (fd {fd})"
+            raise PollerClosed(f"portaio[{self.name}]: the poller is closed{about}{self._closed_why}")
 
     def _new_token(self) -> int:
         token = self._next_token
@@ -733,11 +738,26 @@ class Poller:
                 raise
             self._always_ready[reg.fd] = reg
 
+    def _ready_with_emulated(self, max_events: int) -> list[Event]:
+        # Always-ready fds and the kernel's events take turns at the front of
+        # the batch, so that with a small max_events neither starves the other.
+        self._emulated_first = first = not self._emulated_first
+        if first:
+            ready = self._emulated_ready(max_events)
+            if len(ready) < max_events:
+                ready.extend(self._wait(0, max_events - len(ready)) or [])
+        else:
+            ready = self._wait(0, max_events) or []
+            if len(ready) < max_events:
+                ready.extend(self._emulated_ready(max_events - len(ready)))
+        return ready
+
     def _emulated_ready(self, max_events: int) -> list[Event]:
         # Regular files are always ready (POSIX); the kernel refused to watch them.
         ready: list[Event] = []
         with self._lock:
-            for reg in self._always_ready.values():
+            regs = self._always_ready
+            for reg in list(regs.values()):
                 flags = reg.events & (READABLE | WRITABLE)
                 if not reg.armed or not flags:
                     continue
@@ -746,6 +766,9 @@ class Poller:
                 ready.append(Event(reg.fd, flags, reg.data))
                 if reg.events & (ONESHOT | EDGE):
                     reg.armed = False
+                # Reported fds go last, so the next batch starts with the others.
+                del regs[reg.fd]
+                regs[reg.fd] = reg
         return ready
 
     def _fd_of(self, fileobj: Any) -> int:

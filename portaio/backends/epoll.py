@@ -31,7 +31,7 @@ from .._flags import (
     READABLE,
     WRITABLE,
 )
-from .._poller import DEFAULT_MAX_EVENTS, Poller, is_regular_file
+from .._poller import DEFAULT_MAX_EVENTS, Poller
 from .._signals import SignalSource
 from .._types import Capabilities, Event, Registration
 
@@ -149,9 +149,10 @@ class EpollPoller(Poller):
         self._by_token[reg.token] = reg
 
     def _kernel_refuses(self, reg: Registration, err: OSError) -> bool:
-        # epoll refuses regular files and directories with EPERM; POSIX says
-        # they are always ready, so the poller reports them as such.
-        return err.errno == errno.EPERM and is_regular_file(reg.fd)
+        # epoll refuses files without a poll method (regular files,
+        # directories, /dev/null) with EPERM, and only those; poll(2) reports
+        # such files always readable and writable, so the poller does too.
+        return err.errno == errno.EPERM
 
     def _modify(self, old: Registration, new: Registration) -> None:
         if (old.events | new.events) & EXCLUSIVE:

@@ -13,6 +13,7 @@ import os
 import select
 from typing import Any
 
+from .._errors import Unsupported
 from .._flags import ERROR, HANGUP, PRIORITY, RDHUP, READABLE, WRITABLE
 from .._types import Capabilities
 from ._userspace import UserspacePoller
@@ -72,6 +73,10 @@ class SelectPoller(UserspacePoller):
         self._masks: dict[int, int] = {}
 
     def _kernel_watch(self, fd: int, events: int, new: bool) -> None:
+        if not events & (READABLE | WRITABLE | RDHUP):
+            # Only select's read and write sets see hang-ups and errors; an fd
+            # in the exceptional set alone would never report them.
+            raise Unsupported(self.name, "PRIORITY alone", f"fd {fd}; add READABLE to see hang-ups")
         self._kernel_unwatch(fd)
         if events & (READABLE | RDHUP):
             self._readers.add(fd)
@@ -93,7 +98,23 @@ class SelectPoller(UserspacePoller):
         except OSError as err:
             if err.errno != errno.EBADF:
                 raise
-            return self._closed_fds()
+            # select fails as a whole on a closed fd: report the culprits (the
+            # slow path drops them) and ask again at once about the others, so
+            # a closed fd hides no ready one.
+            closed = self._closed_fds()
+            bad = {fd for fd, _ in closed}
+            if not bad:
+                return []
+            r, w, x = select.select(
+                [fd for fd in self._readers if fd not in bad],
+                [fd for fd in self._writers if fd not in bad],
+                [fd for fd in self._urgent if fd not in bad],
+                0,
+            )
+            return closed + self._ready(r, w, x)
+        return self._ready(r, w, x)
+
+    def _ready(self, r: list[int], w: list[int], x: list[int]) -> list[Any]:
         ready = dict.fromkeys(r, 0)
         for fd in r:
             ready[fd] = _READ
@@ -131,8 +152,6 @@ class SelectPoller(UserspacePoller):
         return out
 
     def _closed_fds(self) -> list[Any]:
-        # select fails as a whole on a closed fd: find the culprits so the
-        # slow path drops them, and report nothing else this round.
         out = []
         for fd in list(self._masks):
             try:
