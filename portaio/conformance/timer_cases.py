@@ -286,3 +286,59 @@ def test_close_cancels_timers_and_refuses_new_ones(backend: str) -> None:
         poller.add_timer(0.01)
     with pytest.raises(portaio.PollerClosed):
         timer.rearm(0.01)
+
+
+@pytest.mark.slow
+def test_soak_timers_and_wakes_from_many_threads(poller: portaio.Poller) -> None:
+    """Threads start, cancel and wake for seconds: nothing early, lost or doubled."""
+    stop = threading.Event()
+    lock = threading.Lock()
+    kept: dict[tuple[int, int], float] = {}  # timers not cancelled -> deadline
+    dropped: set[tuple[int, int]] = set()  # cancelled before their expiry was reported
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        n = 0
+        while not stop.is_set():
+            n += 1
+            key = (seed, n)
+            timer = poller.add_timer(rng.random() * 0.003, data=key)
+            deadline = timer.deadline
+            cancelled = rng.random() < 0.3 and timer.cancel()
+            with lock:
+                if cancelled:
+                    dropped.add(key)
+                else:
+                    kept[key] = deadline if deadline is not None else 0.0
+            if rng.random() < 0.1:
+                poller.wake()
+            time.sleep(0.0003)
+
+    seen: dict[tuple[int, int], list[float]] = {}
+
+    def record(events: list[portaio.Event]) -> None:
+        now = _now()
+        for event in events:
+            if event.events & portaio.TIMER:
+                seen.setdefault(event.data, []).append(now)
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        end = _now() + 5
+        while _now() < end:
+            record(poller.poll(0.05))
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    drain_end = _now() + 0.1
+    while _now() < drain_end:
+        record(poller.poll(0.02))
+    assert [key for key, times in seen.items() if len(times) > 1] == []
+    assert set(kept) - set(seen) == set()
+    assert dropped & set(seen) == set()
+    # A timer whose deadline was read after it fired has deadline None (0.0 here).
+    early = [key for key, times in seen.items() if key in kept and times[0] < kept[key]]
+    assert early == []
