@@ -848,9 +848,17 @@ class Poller:
                 raise Unsupported(self.name, flag.name or str(flag), f"fd {fd}")
         if mask & EXCLUSIVE and mask & ONESHOT:
             raise Unsupported(self.name, "EXCLUSIVE with ONESHOT", f"fd {fd}; the kernel refuses it")
+        if mask & EXCLUSIVE and mask & (PRIORITY | RDHUP):
+            raise Unsupported(
+                self.name, "EXCLUSIVE with PRIORITY or RDHUP", f"fd {fd}; the kernel refuses it"
+            )
         if caps.max_fd is not None and fd > caps.max_fd:
             raise ValueError(f"portaio[{self.name}]: fd {fd} is above the backend's limit {caps.max_fd}")
+        self._check_interest(fd, mask)
         return mask
+
+    def _check_interest(self, fd: int, events: int) -> None:
+        """Backend hook: raise :class:`Unsupported` for a combination it cannot honour."""
 
     def _add_internal(self, fd: int, events: int, handler: Callable[[], Event | None]) -> Registration:
         """Watch an fd of the poller's own; *handler* runs when it is ready."""

@@ -167,6 +167,8 @@ class EpollPoller(Poller):
             err = self._ctl(lib.EPOLL_CTL_DEL, old)
             if not err:
                 err = self._ctl(lib.EPOLL_CTL_ADD, new)
+                if err:
+                    self._ctl(lib.EPOLL_CTL_ADD, old)  # keep the old registration working
         else:
             err = self._ctl(lib.EPOLL_CTL_MOD, new)
         if err:

@@ -72,11 +72,13 @@ class SelectPoller(UserspacePoller):
         self._urgent: set[int] = set()
         self._masks: dict[int, int] = {}
 
-    def _kernel_watch(self, fd: int, events: int, new: bool) -> None:
+    def _check_interest(self, fd: int, events: int) -> None:
         if not events & (READABLE | WRITABLE | RDHUP):
             # Only select's read and write sets see hang-ups and errors; an fd
             # in the exceptional set alone would never report them.
             raise Unsupported(self.name, "PRIORITY alone", f"fd {fd}; add READABLE to see hang-ups")
+
+    def _kernel_watch(self, fd: int, events: int, new: bool) -> None:
         self._kernel_unwatch(fd)
         if events & (READABLE | RDHUP):
             self._readers.add(fd)
