@@ -640,6 +640,12 @@ class Poller:
                 for kind in self._signal_kinds:
                     source = _signals.acquire_source(kind, functools.partial(self._new_signal_source, kind))
                     sources[kind] = source
+                    limit = self.capabilities.max_fd
+                    if limit is not None and source.fd > limit:
+                        raise ValueError(
+                            f"portaio[{self.name}]: the signal source's fd {source.fd} is above"
+                            f" the backend's limit {limit}"
+                        )
                     self._add_internal(
                         source.fd, READABLE, functools.partial(self._drain_signal_source, source)
                     )
