@@ -232,6 +232,20 @@ def test_ten_thousand_timers(poller: portaio.Poller) -> None:
     assert poller.poll(0) == []
 
 
+def test_cancelling_most_timers_keeps_the_rest_in_order(poller: portaio.Poller) -> None:
+    timers = [poller.add_timer(0.001 + (i % 97) * 0.0001, data=i) for i in range(2000)]
+    survivors = {i for i in range(2000) if i % 10 == 0}
+    for i, timer in enumerate(timers):
+        if i not in survivors:
+            timer.cancel()
+    deadlines = {i: timers[i].deadline or 0.0 for i in survivors}
+    assert all(timers[i].active for i in survivors)
+    got = [event.data for event, _ in collect_timers(poller, len(survivors))]
+    assert sorted(got) == sorted(survivors)
+    assert [deadlines[i] for i in got] == sorted(deadlines[i] for i in got)
+    assert poller.poll(0.005) == []
+
+
 def test_max_events_splits_without_loss(poller: portaio.Poller, fds: Closer) -> None:
     for name in "abc":
         poller.add_timer(0.0, data=name)
