@@ -143,8 +143,8 @@ class EpollPoller(Poller):
         raise OSError(err, f"portaio[epoll]: {what} fd {fd}: {os.strerror(err)}")
 
     def _add(self, reg: Registration) -> None:
-        # Known before the kernel is told: a thread already in epoll_wait may
-        # get the event before epoll_ctl returns here.
+        # Known before the kernel can report it: a poll() in another thread may
+        # see the event before epoll_ctl returns, and would drop an unknown token.
         self._by_token[reg.token] = reg
         err = self._ctl(lib.EPOLL_CTL_ADD, reg)
         if err:
@@ -158,9 +158,9 @@ class EpollPoller(Poller):
         return err.errno == errno.EPERM
 
     def _modify(self, old: Registration, new: Registration) -> None:
-        # As in _add: the new token first, or a waiting thread drops the
-        # event of a re-armed ONESHOT as stale, and it never comes again.
-        del self._by_token[old.token]
+        # The new token is known before the kernel can report it (see _add):
+        # otherwise a ONESHOT re-armed while another thread polls could fire
+        # into a lookup that drops it, and never fire again.
         self._by_token[new.token] = new
         if (old.events | new.events) & EXCLUSIVE:
             # EPOLL_CTL_MOD refuses EPOLLEXCLUSIVE (EINVAL): delete and add again.
@@ -173,8 +173,8 @@ class EpollPoller(Poller):
             err = self._ctl(lib.EPOLL_CTL_MOD, new)
         if err:
             del self._by_token[new.token]
-            self._by_token[old.token] = old
             self._raise(err, "cannot modify", new.fd)
+        del self._by_token[old.token]
 
     def _remove(self, reg: Registration) -> None:
         # EBADF: the fd was closed (epoll dropped it with its last reference).
@@ -270,10 +270,7 @@ class EpollPoller(Poller):
     # eventfd for wake(), a timerfd armed to the earliest deadline (absolute,
     # CLOCK_MONOTONIC, no timer slack, unlike epoll_pwait2's timeout) and the
     # process-wide signalfd of ``_signalfd.py``; all CLOEXEC | NONBLOCK.
-    # Signals: the signalfd takes what the kernel delivers while they are
-    # blocked; Python's wakeup fd catches those a thread that does not block
-    # them took (it runs Python's C-level handler, which writes there).
-    _signal_kinds = ("signalfd", "wakeup-fd")
+    _signal_kind = "signalfd"
     _timerfd = -1
 
     def _open_wake(self) -> None:
@@ -327,9 +324,12 @@ class EpollPoller(Poller):
         self._timer_fired()
         return None
 
-    def _new_signal_source(self, kind: str) -> SignalSource:
-        if kind != "signalfd":
-            return super()._new_signal_source(kind)
+    def _new_signal_source(self) -> SignalSource:
         from ._signalfd import SignalfdSource
 
         return SignalfdSource()
+
+    def _on_python_signal(self, signum: int) -> None:
+        # A thread that does not block the signal took it: it never reached
+        # the signalfd, so count it here.
+        self._signal_arrived(signum, 1, True)
