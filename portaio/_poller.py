@@ -404,9 +404,11 @@ class Poller:
         try:
             while True:
                 out = self._collect_extras(max_events)
+                if self._always_ready and len(out) < max_events:
+                    out.extend(self._ready_with_emulated(max_events - len(out)))
+                elif out and len(out) < max_events:
+                    out.extend(self._wait(0, max_events - len(out)) or ())
                 if out:
-                    if len(out) < max_events:
-                        out.extend(self._wait(0, max_events - len(out)) or ())
                     return out
                 now = _monotonic()
                 wait = None if end is None else max(end - now, 0.0)
@@ -433,7 +435,8 @@ class Poller:
             self._waiting -= 1
 
     def _collect_extras(self, limit: int) -> list[Event]:
-        out = self._emulated_ready(limit) if self._always_ready else []
+        # Due timers first (earliest deadline first), then signals.
+        out: list[Event] = []
         with self._lock:
             queue = self._timer_queue
             if queue is not None:
