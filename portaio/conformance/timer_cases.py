@@ -272,19 +272,20 @@ def test_timers_and_fd_events_in_one_poll(poller: portaio.Poller, fds: Closer) -
     assert sorted(str(e.data) for e in poller.poll(1)) == ["sock", "t"]
 
 
-def test_timers_beside_an_always_ready_regular_file(poller: portaio.Poller, fds: Closer) -> None:
+def test_timers_beside_an_always_ready_regular_file(poller: portaio.Poller) -> None:
     import tempfile
 
-    handle = fds.add(tempfile.TemporaryFile())
-    poller.register(handle, portaio.READABLE, "file")
-    poller.add_timer(0.02, data="t")
-    start = _now()
-    seen: set[str] = set()
-    while "t" not in seen:
-        assert _now() - start < 5, "the timer never came"
-        seen.update(str(e.data) for e in poller.poll(1))
-    assert _now() - start >= 0.02
-    assert "file" in seen
+    with tempfile.TemporaryFile() as handle:
+        poller.register(handle, portaio.READABLE, "file")
+        poller.add_timer(0.02, data="t")
+        start = _now()
+        seen: set[str] = set()
+        while "t" not in seen:
+            assert _now() - start < 5, "the timer never came"
+            seen.update(str(e.data) for e in poller.poll(1))
+        assert _now() - start >= 0.02
+        assert "file" in seen
+        poller.unregister(handle)
 
 
 def test_timer_added_from_another_thread_wakes_a_blocked_poll(poller: portaio.Poller) -> None:
