@@ -101,10 +101,10 @@ def test_repeating_timer_keeps_its_grid(poller: portaio.Poller) -> None:
 
 
 def test_missed_expirations_are_counted_once(poller: portaio.Poller) -> None:
-    interval = 0.005
+    interval = 0.025
     before = _now()
     timer = poller.add_timer(interval, interval, data="r")
-    end = before + 0.032
+    end = before + 6.5 * interval
     while _now() < end:  # the program is busy: expirations pile up
         pass
     asked = _now()
@@ -112,7 +112,9 @@ def test_missed_expirations_are_counted_once(poller: portaio.Poller) -> None:
     assert event.times >= 6
     deadline = timer.deadline
     assert deadline is not None and deadline > asked  # the next one is still ahead
-    assert timer_events(poller.poll(0)) == []
+    again = timer_events(poller.poll(0))
+    if _now() < deadline:  # a loaded machine may have passed the next deadline meanwhile
+        assert again == []
 
 
 def test_cancel_before_expiry(poller: portaio.Poller) -> None:
