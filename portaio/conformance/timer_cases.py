@@ -179,8 +179,8 @@ def test_zero_delay_is_due_at_once(poller: portaio.Poller) -> None:
 
 def test_huge_delay_never_fires_and_does_not_block_others(poller: portaio.Poller) -> None:
     huge = poller.add_timer(1e8, data="huge")
-    poller.add_timer(0.01, data="soon")
     start = _now()
+    poller.add_timer(0.01, data="soon")
     assert [e.data for e, _ in collect_timers(poller, 1)] == ["soon"]
     assert _now() - start >= 0.01
     assert poller.poll(0.01) == []
@@ -279,8 +279,8 @@ def test_timers_beside_an_always_ready_regular_file(poller: portaio.Poller) -> N
 
     with tempfile.TemporaryFile() as handle:
         poller.register(handle, portaio.READABLE, "file")
-        poller.add_timer(0.02, data="t")
         start = _now()
+        poller.add_timer(0.02, data="t")
         seen: set[str] = set()
         while "t" not in seen:
             assert _now() - start < 5, "the timer never came"
