@@ -144,10 +144,13 @@ class EpollPoller(Poller):
         raise OSError(err, f"portaio[epoll]: {what} fd {fd}: {os.strerror(err)}")
 
     def _add(self, reg: Registration) -> None:
+        # Known before the kernel can report it: a poll() in another thread may
+        # see the event before epoll_ctl returns, and would drop an unknown token.
+        self._by_token[reg.token] = reg
         err = self._ctl(lib.EPOLL_CTL_ADD, reg)
         if err:
+            del self._by_token[reg.token]
             self._raise(err, "cannot watch", reg.fd)
-        self._by_token[reg.token] = reg
 
     def _kernel_refuses(self, reg: Registration, err: OSError) -> bool:
         # epoll refuses files without a poll method (regular files,
@@ -156,6 +159,10 @@ class EpollPoller(Poller):
         return err.errno == errno.EPERM
 
     def _modify(self, old: Registration, new: Registration) -> None:
+        # The new token is known before the kernel can report it (see _add):
+        # otherwise a ONESHOT re-armed while another thread polls could fire
+        # into a lookup that drops it, and never fire again.
+        self._by_token[new.token] = new
         if (old.events | new.events) & EXCLUSIVE:
             # EPOLL_CTL_MOD refuses EPOLLEXCLUSIVE (EINVAL): delete and add again.
             err = self._ctl(lib.EPOLL_CTL_DEL, old)
@@ -166,9 +173,9 @@ class EpollPoller(Poller):
         else:
             err = self._ctl(lib.EPOLL_CTL_MOD, new)
         if err:
+            del self._by_token[new.token]
             self._raise(err, "cannot modify", new.fd)
         del self._by_token[old.token]
-        self._by_token[new.token] = new
 
     def _remove(self, reg: Registration) -> None:
         # EBADF: the fd was closed (epoll dropped it with its last reference).
@@ -305,7 +312,10 @@ class EpollPoller(Poller):
     # eventfd for wake(), a timerfd armed to the earliest deadline (absolute,
     # CLOCK_MONOTONIC, no timer slack, unlike epoll_pwait2's timeout) and the
     # process-wide signalfd of ``_signalfd.py``; all CLOEXEC | NONBLOCK.
-    _signal_kind = "signalfd"
+    # Signals: the signalfd takes what the kernel delivers while they are
+    # blocked; Python's wakeup fd catches those a thread that does not block
+    # them took (it runs Python's C-level handler, which writes there).
+    _signal_kinds = ("signalfd", "wakeup-fd")
     _timerfd = -1
 
     def _open_wake(self) -> None:
@@ -359,12 +369,9 @@ class EpollPoller(Poller):
         self._timer_fired()
         return None
 
-    def _new_signal_source(self) -> SignalSource:
+    def _new_signal_source(self, kind: str) -> SignalSource:
+        if kind != "signalfd":
+            return super()._new_signal_source(kind)
         from ._signalfd import SignalfdSource
 
         return SignalfdSource()
-
-    def _on_python_signal(self, signum: int) -> None:
-        # A thread that does not block the signal took it: it never reached
-        # the signalfd, so count it here.
-        self._signal_arrived(signum, 1, True)

@@ -39,7 +39,19 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 import portaio
 from portaio import EDGE, ERROR, HANGUP, ONESHOT, PRIORITY, RDHUP, READABLE, WRITABLE
 
+
+def _libkqueue() -> bool:
+    from portaio.backends import kqueue
+
+    return bool(kqueue.LIBKQUEUE)
+
+
 BACKENDS = portaio.available_backends()
+if "kqueue" in BACKENDS and _libkqueue():
+    # Every backend watches the same sockets here, and libkqueue reads a socket's
+    # pending error with getsockopt(SO_ERROR), which clears it for the others.
+    # The kqueue backend's own cases run in the conformance suite.
+    BACKENDS.remove("kqueue")
 ALWAYS = HANGUP | ERROR
 MAX_PENDING = 16 * 1024  # unread bytes per direction: far below every buffer, so writers stay writable
 MAX_WRITES = 8  # unread writes per direction (each unix skb costs ~1 KiB of send buffer)
@@ -305,6 +317,8 @@ class PollerAgreement(RuleBasedStateMachine):
             return portaio.Unsupported
         if interest & RDHUP and not caps.rdhup:
             return portaio.Unsupported
+        if interest & PRIORITY and not caps.priority:
+            return portaio.Unsupported  # kqueue without EVFILT_EXCEPT (libkqueue, older BSDs)
         if name == "select" and not interest & (READABLE | WRITABLE | RDHUP):
             return portaio.Unsupported  # select sees hang-ups only through its read and write sets
         return None
@@ -437,6 +451,9 @@ def _settings(examples: int) -> settings:
     return settings(
         max_examples=examples,
         stateful_step_count=40,
+        # CI explores a fixed sequence of examples, so its verdict is reproducible;
+        # elsewhere every run explores new ones.
+        derandomize=bool(os.environ.get("CI")),
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
