@@ -1,64 +1,42 @@
-"""The portable :class:`Poller`: validation and bookkeeping shared by every backend.
+"""The portable :class:`Poller`: the public API, the registration table and the poll loop.
 
 A backend subclasses :class:`Poller` and supplies five primitives (``_open``,
 ``_add``, ``_modify``, ``_remove``, ``_wait``, plus ``_close_backend``).
 Timers, signals and wake-ups work on those alone; a backend with native
-mechanisms overrides the hooks documented in the section "backend hooks"
-below (``_arm_timer``, ``_open_wake``/``_post_wake``/``_close_wake``,
+mechanisms overrides the hooks of :class:`~portaio._timers_signals_wake.TimersSignalsWake`
+(``_arm_timer``, ``_open_wake``/``_post_wake``/``_close_wake``,
 ``_watch_signal``/``_unwatch_signal``, ``_on_python_signal``,
 ``_close_after_fork``) and reports through ``_timer_fired``, ``_wake_fired``
-and ``_signal_arrived``.  Everything here is backend-free: it never names a
-kernel mechanism.
+and ``_signal_arrived``.  Argument checks live in ``_validate.py``, the
+always-ready emulation of regular files in ``_regular_files.py``.
+Everything here is backend-free: it never names a kernel mechanism.
 """
 
 from __future__ import annotations
 
-import errno
-import functools
-import math
-import os
-import stat
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 from . import _fork, _signals
-from ._errors import AlreadyRegistered, NotRegistered, PollerClosed, Unsupported
-from ._flags import (
-    ALWAYS_REPORTED,
-    EDGE,
-    EXCLUSIVE,
-    INTEREST_FLAGS,
-    MODE_FLAGS,
-    ONESHOT,
-    PRIORITY,
-    RDHUP,
-    READABLE,
-    WAKE,
-    WRITABLE,
-)
-from ._signals import PollerSignals, SignalSource, SignalWatch, WakeupFdSource
+from ._errors import AlreadyRegistered, NotRegistered, PollerClosed
+from ._regular_files import AlwaysReadyFiles, is_regular_file
+from ._signals import PollerSignals, SignalSource, SignalWatch
 from ._timers import Timer, TimerQueue, check_delay
+from ._timers_signals_wake import TimersSignalsWake
 from ._types import Capabilities, Event, FileLike, Registration
+from ._validate import TIMEOUT_MAX, check_events, check_fd_open, check_max_events, check_timeout, fd_of
 
-__all__ = ["DEFAULT_MAX_EVENTS", "TIMEOUT_MAX", "Poller"]
-
-TIMEOUT_MAX = (2**31 - 1) / 1000.0
-"""The largest finite timeout accepted, in seconds (about 24.8 days): the most
-``poll(2)`` can express in one call, so every backend takes the same range."""
+__all__ = ["DEFAULT_MAX_EVENTS", "TIMEOUT_MAX", "Poller", "check_fd_open", "is_regular_file"]
 
 DEFAULT_MAX_EVENTS = 1024
 """How many events one :meth:`Poller.poll` returns at most unless told otherwise."""
 
-_FD_MAX = 2**31 - 1
-_VALID_INTEREST = INTEREST_FLAGS | ALWAYS_REPORTED | MODE_FLAGS
 _monotonic = time.monotonic
-_WAKE_EVENT = Event(-1, int(WAKE), None)
 
 
-class Poller:
+class Poller(TimersSignalsWake, AlwaysReadyFiles):
     """Readiness of many file descriptors, through the best mechanism of the OS.
 
     ``Poller()`` picks the best backend available (``PORTAIO_BACKEND`` in the
@@ -227,11 +205,11 @@ class Poller:
         if timeout is not None:
             cls = timeout.__class__
             if (cls is not float and cls is not int) or not 0 <= timeout <= TIMEOUT_MAX:
-                timeout = _check_timeout(timeout, self.name)
+                timeout = check_timeout(timeout, self.name)
         if max_events is None:
             max_events = DEFAULT_MAX_EVENTS
         elif max_events.__class__ is not int or max_events < 1:
-            max_events = _check_max_events(max_events, self.name)
+            max_events = check_max_events(max_events, self.name)
         if self._closed:
             raise PollerClosed(f"portaio[{self.name}]: poll() on a closed poller{self._closed_why}")
         if self._extras:
@@ -429,117 +407,7 @@ class Poller:
         """True if *err* from ``_add`` means "always ready" (regular files on epoll)."""
         return False
 
-    # ------------------------------------- timers, signals, wake-ups (shared)
-    def _poll_extras(self, timeout: float | None, max_events: int) -> list[Event]:
-        """``poll()`` once timers or signals are in use: they bound the wait and join the events."""
-        end = None if timeout is None else _monotonic() + timeout
-        self._waiting += 1
-        try:
-            while True:
-                out = self._collect_extras(max_events, files=False)
-                if len(out) < max_events and self._always_ready:
-                    # Always-ready fds and the kernel's events take turns, as in poll().
-                    out.extend(self._ready_with_emulated(max_events - len(out)))
-                elif out and len(out) < max_events:
-                    out.extend(self._wait(0, max_events - len(out)) or ())
-                if out:
-                    return out
-                now = _monotonic()
-                wait = None if end is None else max(end - now, 0.0)
-                queue = self._timer_queue
-                if queue is not None:
-                    deadline = queue.next_deadline()
-                    # Unless the native timer is armed to it, the wait itself must end there.
-                    if (
-                        deadline is not None
-                        and (deadline != self._armed_deadline or not self._native_timer)
-                        and (wait is None or deadline - now < wait)
-                    ):
-                        wait = max(deadline - now, 0.0)
-                if wait is not None and wait > TIMEOUT_MAX:
-                    wait = TIMEOUT_MAX
-                events = self._wait(wait, max_events)
-                if events:
-                    if len(events) < max_events:
-                        events.extend(self._collect_extras(max_events - len(events)))
-                    return events
-                if self._closed:
-                    self._closed_while_waiting()
-                if end is not None and _monotonic() >= end:
-                    return self._collect_extras(max_events)
-        finally:
-            self._leave_wait()
-
-    def _collect_extras(self, limit: int, files: bool = True) -> list[Event]:
-        # Timers and signals first: always-ready fds could fill every batch.
-        out: list[Event] = []
-        with self._lock:
-            queue = self._timer_queue
-            if queue is not None:
-                if len(out) < limit:
-                    queue.collect(_monotonic(), limit - len(out), out)
-                self._sync_timer()
-            state = self._signal_state
-            if state is not None and len(out) < limit:
-                state.collect(limit - len(out), out)
-        if files and self._always_ready and len(out) < limit:
-            out.extend(self._emulated_ready(limit - len(out)))
-        return out
-
-    def _timers_changed(self) -> None:
-        """The earliest deadline moved earlier: re-arm the native timer, or wake a waiter."""
-        with self._lock:
-            self._sync_timer()
-            queue = self._timer_queue
-            armed = self._native_timer and queue is not None and queue.next_deadline() == self._armed_deadline
-        if not armed and self._waiting:
-            self._post_wake()
-
-    def _sync_timer(self) -> None:
-        # Arm the native timer to the earliest deadline, if any and still ahead.
-        # A timer already due is not armed (firing in the past is a costly
-        # syscall): poll() collects due timers before it waits.  An empty queue
-        # leaves the native timer as it was: a stray expiry is harmless.
-        queue = self._timer_queue
-        deadline = None if queue is None else queue.next_deadline()
-        if deadline is None or deadline == self._armed_deadline or deadline <= _monotonic():
-            return
-        self._native_timer = self._arm_timer(deadline)
-        self._armed_deadline = deadline
-
-    def _remove_signal(self, watch: SignalWatch) -> None:
-        _signals.require_main_thread(self.name, "SignalWatch.remove()")
-        with self._lock:
-            if watch._poller is self:
-                self._drop_signal(watch)
-
-    def _drop_signal(self, watch: SignalWatch) -> None:
-        signum = watch.signum
-        watch._poller = None
-        state = self._signal_state
-        if state is not None:
-            state.discard(signum)
-        try:
-            self._unwatch_signal(signum)
-        finally:
-            _signals.restore_handler(self, signum)
-
-    def _close_extras(self) -> None:
-        queue = self._timer_queue
-        if queue is not None:
-            queue.clear()
-        state = self._signal_state
-        if state is not None and state.watches:
-            if threading.current_thread() is not threading.main_thread():
-                warnings.warn(
-                    f"portaio[{self.name}]: a poller watching signals was closed outside the main thread;"
-                    " the main thread's signal handlers and mask may not be restored",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-            for watch in list(state.watches.values()):
-                self._drop_signal(watch)
-
+    # ------------------------------------------------------------------ fork
     def _retire_after_fork(self) -> None:
         """In a forked child: close this process's copies of the poller's fds, refuse further use."""
         if self._closed:
@@ -564,199 +432,6 @@ class Poller:
         self._internal.clear()
         self._cache.clear()
         self._always_ready.clear()
-
-    def _remove_internal(self, fd: int) -> None:
-        """Stop watching an fd added with :meth:`_add_internal`."""
-        reg = self._internal.pop(fd, None)
-        if reg is not None:
-            self._remove(reg)
-
-    # ------------------------- backend hooks: timers, signals, wake, fork
-    #
-    # Each hook has a portable default built on the primitives above; a backend
-    # overrides it with its kernel's native mechanism (epoll: timerfd, signalfd,
-    # eventfd; kqueue: EVFILT_TIMER, EVFILT_SIGNAL, EVFILT_USER).
-
-    def _arm_timer(self, deadline: float) -> bool:
-        """Arm the native one-shot timer to fire at *deadline* (``time.monotonic()`` seconds).
-
-        Called under ``self._lock`` when the earliest deadline changes and is
-        still ahead, and after the backend reports that its timer fired (see
-        :meth:`_timer_fired`).  It is never disarmed: a stray expiry after a
-        cancel is harmless.  Return True if the backend's wait will return by
-        itself at *deadline* (the native timer's fd or filter is part of the
-        wait; on expiry the backend calls :meth:`_timer_fired` and reports
-        nothing itself); ``poll()`` then stops shortening its timeout to that
-        deadline.  Never fire early: round the deadline up.  The default has
-        no native timer and returns False: ``poll()`` passes
-        ``min(timeout, deadline - now)`` to :meth:`_wait`.
-        """
-        return False
-
-    def _timer_fired(self) -> None:
-        """Backends call this when their native timer fires (from the wait, no lock needed)."""
-        self._armed_deadline = math.nan  # never equal: the next sync re-arms
-
-    def _open_wake(self) -> None:
-        """Create what :meth:`wake` uses; called once, right after :meth:`_open`.
-
-        The default is a non-blocking pipe watched through :meth:`_add_internal`,
-        its handler :meth:`_drain_wake_pipe`.  A backend with a native
-        mechanism overrides this, :meth:`_post_wake` and :meth:`_close_wake`.
-        """
-        r, w = os.pipe()  # close-on-exec since Python 3.4
-        os.set_blocking(r, False)
-        os.set_blocking(w, False)
-        self._wake_fds = (r, w)
-        self._add_internal(r, READABLE, self._drain_wake_pipe)
-
-    def _post_wake(self) -> None:
-        """Make the current or next :meth:`_wait` return (one write; thread- and signal-safe).
-
-        Used by :meth:`wake` (after setting ``_wake_pending``) and to get the
-        attention of a waiting thread (a signal for this poller was drained
-        by another one, a timer was added).  The backend's handler for the
-        wake-up drains it and returns :meth:`_wake_fired`.
-        """
-        try:
-            os.write(self._wake_fds[1], b"\0")
-        except OSError:
-            pass  # full: a wake-up is already pending
-
-    def _wake_fired(self) -> Event | None:
-        """The WAKE event if :meth:`wake` was called since the last one, else None.
-
-        Backends call it from the handler of their wake-up, *after* draining it,
-        so a wake() racing the drain is never lost.
-        """
-        if self._wake_pending:
-            self._wake_pending = False
-            return _WAKE_EVENT
-        return None
-
-    def _drain_wake_pipe(self) -> Event | None:
-        try:
-            while os.read(self._wake_fds[0], 4096):
-                pass
-        except OSError:
-            pass
-        return self._wake_fired()
-
-    def _close_wake(self) -> None:
-        """Release what :meth:`_open_wake` created (the poller is closing)."""
-        for fd in getattr(self, "_wake_fds", ()):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-    _signal_kinds: ClassVar[tuple[str, ...]] = ("wakeup-fd",)
-    """The shared signal sources (``_signals.SignalSource``) the default signal hooks use."""
-
-    def _new_signal_source(self, kind: str) -> SignalSource:
-        """Create the process-wide signal source *kind* (first watch in the process only).
-
-        Default: ``"wakeup-fd"``, :func:`signal.set_wakeup_fd` on a pipe
-        (``WakeupFdSource``): Python's C-level handler writes each delivery
-        there, in whichever thread the kernel picked.
-        """
-        if kind != "wakeup-fd":
-            raise ValueError(f"portaio[{self.name}]: unknown signal source {kind!r}")
-        return WakeupFdSource()
-
-    def _watch_signal(self, signum: int) -> None:
-        """Start receiving *signum* (main thread, under ``self._lock``; portaio's handler is installed).
-
-        The default shares the process-wide sources named by
-        :attr:`_signal_kinds` with every poller using them, and watches their
-        fds internally; whichever poller drains a source hands the deliveries
-        to every poller watching the signal.  A backend whose kernel tells
-        each poller separately (kqueue's EVFILT_SIGNAL) overrides this and
-        :meth:`_unwatch_signal`, and calls :meth:`_signal_arrived` for each
-        delivery it sees.
-        """
-        sources = self._signal_sources
-        if not sources:
-            try:
-                for kind in self._signal_kinds:
-                    source = _signals.acquire_source(kind, functools.partial(self._new_signal_source, kind))
-                    sources[kind] = source
-                    limit = self.capabilities.max_fd
-                    if limit is not None and source.fd > limit:
-                        raise ValueError(
-                            f"portaio[{self.name}]: the signal source's fd {source.fd} is above"
-                            f" the backend's limit {limit}"
-                        )
-                    self._add_internal(
-                        source.fd, READABLE, functools.partial(self._drain_signal_source, source)
-                    )
-            except BaseException:
-                self._release_signal_sources()
-                raise
-            self._changed()
-        started: list[SignalSource] = []
-        try:
-            for source in sources.values():
-                source.add(signum)
-                started.append(source)
-        except BaseException:
-            for source in started:
-                source.remove(signum)
-            raise
-
-    def _unwatch_signal(self, signum: int) -> None:
-        """Stop receiving *signum*; restore its mask (main thread, under ``self._lock``)."""
-        for source in self._signal_sources.values():
-            source.remove(signum)
-        state = self._signal_state
-        if state is None or not state.watches:
-            self._release_signal_sources()
-
-    def _release_signal_sources(self) -> None:
-        sources = self._signal_sources
-        for kind, source in list(sources.items()):
-            del sources[kind]
-            self._remove_internal(source.fd)
-            _signals.release_source(kind)
-
-    def _drain_signal_source(self, source: SignalSource) -> Event | None:
-        for signum, count in source.drain().items():
-            _signals.deliver(signum, count, self)
-        return None
-
-    def _signal_arrived(self, signum: int, count: int, wake: bool = False) -> None:
-        """Queue *count* deliveries of *signum* for the next report (any thread, signal-safe).
-
-        With *wake*, also make a waiting :meth:`poll` return to report them.
-        """
-        state = self._signal_state
-        if state is None or self._closed:
-            return
-        state.arrivals.append((signum, count))
-        if wake:
-            self._post_wake()
-
-    def _on_python_signal(self, signum: int) -> None:
-        """portaio's Python-level handler ran for *signum* (main thread).
-
-        The default ignores it: the same delivery also reached a source
-        (Python's C handler wrote it to the wakeup fd, or the kernel counted
-        it for kqueue's EVFILT_SIGNAL).  A backend whose sources can miss a
-        delivery that reaches the handler counts it here.
-        """
-
-    def _close_after_fork(self) -> None:
-        """In a forked child: close the poller's fds without touching what the parent shares.
-
-        The default closes the wake-up fds and calls :meth:`_close_backend`
-        (every fd a poller creates is this process's own copy, so closing it
-        never disturbs the parent).  kqueue overrides it: its fd is not
-        inherited at all.
-        """
-        try:
-            self._close_wake()
-        finally:
-            self._close_backend()
 
     # ------------------------------------------------------- shared helpers
     def _check_open(self, fd: int | None = None) -> None:
@@ -796,69 +471,8 @@ class Poller:
             self._cache[key] = event
         return event
 
-    def _add_or_emulate(self, reg: Registration) -> None:
-        try:
-            self._add(reg)
-        except OSError as err:
-            if not self._kernel_refuses(reg, err):
-                raise
-            self._always_ready[reg.fd] = reg
-
-    def _ready_with_emulated(self, max_events: int) -> list[Event]:
-        # Always-ready fds and the kernel's events take turns at the front of
-        # the batch, so that with a small max_events neither starves the other.
-        self._emulated_first = first = not self._emulated_first
-        if first:
-            ready = self._emulated_ready(max_events)
-            if len(ready) < max_events:
-                ready.extend(self._wait(0, max_events - len(ready)) or [])
-        else:
-            ready = self._wait(0, max_events) or []
-            if len(ready) < max_events:
-                ready.extend(self._emulated_ready(max_events - len(ready)))
-        return ready
-
-    def _emulated_ready(self, max_events: int) -> list[Event]:
-        # Regular files are always ready (POSIX); the kernel refused to watch them.
-        ready: list[Event] = []
-        with self._lock:
-            regs = self._always_ready
-            for reg in list(regs.values()):
-                flags = reg.events & (READABLE | WRITABLE)
-                if not reg.armed or not flags:
-                    continue
-                if len(ready) >= max_events:
-                    break
-                ready.append(Event(reg.fd, flags, reg.data))
-                if reg.events & (ONESHOT | EDGE):
-                    reg.armed = False
-                # Reported fds go last, so the next batch starts with the others.
-                del regs[reg.fd]
-                regs[reg.fd] = reg
-        return ready
-
     def _fd_of(self, fileobj: Any) -> int:
-        if fileobj.__class__ is int:
-            fd = fileobj
-        elif isinstance(fileobj, int) and not isinstance(fileobj, bool):
-            fd = int(fileobj)
-        else:
-            if isinstance(fileobj, (bool, float, str, bytes)) or not hasattr(fileobj, "fileno"):
-                raise TypeError(
-                    f"portaio[{self.name}]: expected an int fd or an object with fileno(),"
-                    f" got {type(fileobj).__name__}"
-                )
-            try:
-                fd = fileobj.fileno()
-            except (AttributeError, TypeError, ValueError, OSError) as err:
-                raise ValueError(f"portaio[{self.name}]: invalid file object {fileobj!r}: {err}") from None
-            if not isinstance(fd, int) or isinstance(fd, bool):
-                raise TypeError(f"portaio[{self.name}]: fileno() of {fileobj!r} returned {fd!r}, not an int")
-        if fd < 0:
-            raise ValueError(f"portaio[{self.name}]: fd {fd} is negative")
-        if fd > _FD_MAX:
-            raise ValueError(f"portaio[{self.name}]: fd {fd} is out of range")
-        return fd
+        return fd_of(fileobj, self.name)
 
     def _fd_for_unregister(self, fileobj: Any) -> int:
         try:
@@ -871,36 +485,7 @@ class Poller:
             raise
 
     def _check_events(self, fd: int, events: Any) -> int:
-        if not isinstance(events, int) or isinstance(events, bool):
-            raise TypeError(
-                f"portaio[{self.name}]: events for fd {fd} must be an int, got {type(events).__name__}"
-            )
-        mask = int(events)
-        if mask & ~_VALID_INTEREST or mask < 0:
-            raise ValueError(f"portaio[{self.name}]: fd {fd}: unknown or output-only flag bits {mask:#x}")
-        if not mask & INTEREST_FLAGS:
-            raise ValueError(
-                f"portaio[{self.name}]: fd {fd}: events {mask:#x} ask for no readiness"
-                " (READABLE, WRITABLE, PRIORITY or RDHUP)"
-            )
-        caps = self.capabilities
-        for flag, supported in (
-            (EDGE, caps.edge),
-            (ONESHOT, caps.oneshot),
-            (EXCLUSIVE, caps.exclusive),
-            (PRIORITY, caps.priority),
-            (RDHUP, caps.rdhup),
-        ):
-            if mask & flag and not supported:
-                raise Unsupported(self.name, flag.name or str(flag), f"fd {fd}")
-        if mask & EXCLUSIVE and mask & ONESHOT:
-            raise Unsupported(self.name, "EXCLUSIVE with ONESHOT", f"fd {fd}; the kernel refuses it")
-        if mask & EXCLUSIVE and mask & (PRIORITY | RDHUP):
-            raise Unsupported(
-                self.name, "EXCLUSIVE with PRIORITY or RDHUP", f"fd {fd}; the kernel refuses it"
-            )
-        if caps.max_fd is not None and fd > caps.max_fd:
-            raise ValueError(f"portaio[{self.name}]: fd {fd} is above the backend's limit {caps.max_fd}")
+        mask = check_events(fd, events, self.name, self.capabilities)
         self._check_interest(fd, mask)
         return mask
 
@@ -915,52 +500,12 @@ class Poller:
         self._internal[fd] = reg
         return reg
 
+    def _remove_internal(self, fd: int) -> None:
+        """Stop watching an fd added with :meth:`_add_internal`."""
+        reg = self._internal.pop(fd, None)
+        if reg is not None:
+            self._remove(reg)
+
     def _lookup(self, fd: int) -> Registration | None:
         """The user or internal registration of *fd*."""
         return self._regs.get(fd) or self._internal.get(fd)
-
-
-def _check_timeout(timeout: Any, backend: str) -> float | None:
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
-        raise TypeError(
-            f"portaio[{backend}]: timeout must be None or a number of seconds, got {type(timeout).__name__}"
-        )
-    seconds = float(timeout)
-    if math.isnan(seconds):
-        raise ValueError(f"portaio[{backend}]: timeout is NaN")
-    if seconds < 0:
-        raise ValueError(f"portaio[{backend}]: timeout {seconds} is negative (use 0 to poll, None to block)")
-    if seconds == math.inf:
-        return None
-    if seconds > TIMEOUT_MAX:
-        raise OverflowError(f"portaio[{backend}]: timeout {seconds} exceeds TIMEOUT_MAX ({TIMEOUT_MAX} s)")
-    return seconds
-
-
-def _check_max_events(max_events: Any, backend: str) -> int:
-    if not isinstance(max_events, int) or isinstance(max_events, bool):
-        raise TypeError(f"portaio[{backend}]: max_events must be an int, got {type(max_events).__name__}")
-    if max_events < 1:
-        raise ValueError(f"portaio[{backend}]: max_events {max_events} is less than 1")
-    return max_events
-
-
-def is_regular_file(fd: int) -> bool:
-    """True if *fd* is a regular file or directory (always ready under POSIX)."""
-    try:
-        mode = os.fstat(fd).st_mode
-    except OSError:
-        return False
-    return stat.S_ISREG(mode) or stat.S_ISDIR(mode)
-
-
-def check_fd_open(fd: int, backend: str) -> None:
-    """Raise ``OSError(EBADF)`` naming *fd* and *backend* if *fd* is not open."""
-    try:
-        os.fstat(fd)
-    except OSError as err:
-        if err.errno == errno.EBADF:
-            raise OSError(
-                errno.EBADF, f"portaio[{backend}]: fd {fd} is not an open file descriptor"
-            ) from None
-        raise

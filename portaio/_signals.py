@@ -190,7 +190,7 @@ def _python_handler(signum: int, frame: Any) -> None:
         poller._on_python_signal(signum)
 
 
-def deliver(signum: int, count: int, drained_by: Poller | None = None) -> None:
+def deliver(signum: int, count: int, drained_by: object = None) -> None:
     """Hand *count* deliveries of *signum* to every poller watching it.
 
     Callable from any thread and from a signal handler (no lock is taken).
@@ -238,7 +238,7 @@ def install_handler(poller: Poller, signum: int) -> None:
             watchers.append(poller)
 
 
-def restore_handler(poller: Poller, signum: int) -> None:
+def restore_handler(poller: object, signum: int) -> None:
     """Drop *poller* from the watchers of *signum*; the last restores the saved handler."""
     with _lock:
         watchers = _watchers.get(signum)

@@ -243,6 +243,14 @@ def check_api_complete(app: Sphinx, env: BuildEnvironment) -> None:
             logger.warning("portaio.%s is in portaio.__all__ but not documented (add it to api.rst)", name)
 
 
+def _is_private(cls: type) -> bool:
+    # A private name, or a class of a private module that portaio does not
+    # export (the parts Poller is assembled from, like TimersSignalsWake).
+    if cls.__name__.startswith("_"):
+        return True
+    return cls.__module__.startswith("portaio._") and getattr(portaio, cls.__name__, None) is not cls
+
+
 def public_bases(app: Sphinx, name: str, obj: Any, options: Any, bases: list[type]) -> None:
     """Show a private base class (``_KeyLikeError``) as the public classes it derives from."""
     expanded: list[type] = []
@@ -250,7 +258,7 @@ def public_bases(app: Sphinx, name: str, obj: Any, options: Any, bases: list[typ
         stack = [base]
         while stack:
             cls = stack.pop(0)
-            if cls.__name__.startswith("_"):
+            if _is_private(cls):
                 stack[:0] = list(cls.__bases__)
             elif cls not in expanded:
                 expanded.append(cls)
