@@ -22,7 +22,8 @@ from typing import Any
 
 from ._errors import PollerClosed
 from ._flags import READABLE, WRITABLE
-from ._poller import Poller, is_regular_file
+from ._poller import Poller
+from ._regular_files import is_regular_file
 from ._types import Registration
 from .backends import backend_class
 

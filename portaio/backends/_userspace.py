@@ -13,8 +13,9 @@ import os
 from typing import Any, ClassVar
 
 from .._flags import ALWAYS_REPORTED, ONESHOT, READABLE
-from .._poller import Poller, check_fd_open
+from .._poller import Poller
 from .._types import Event, Registration
+from .._validate import check_fd_open
 
 __all__ = ["UserspacePoller"]
 

@@ -50,7 +50,8 @@ from .._flags import (
     READABLE,
     WRITABLE,
 )
-from .._poller import DEFAULT_MAX_EVENTS, Poller, is_regular_file
+from .._poller import DEFAULT_MAX_EVENTS, Poller
+from .._regular_files import is_regular_file
 from .._types import Capabilities, Event, Registration
 
 LIBKQUEUE = False
