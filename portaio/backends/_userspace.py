@@ -9,10 +9,9 @@ the set, as epoll and kqueue drop it.
 
 from __future__ import annotations
 
-import os
 from typing import Any, ClassVar
 
-from .._flags import ALWAYS_REPORTED, ONESHOT, READABLE
+from .._flags import ALWAYS_REPORTED, ONESHOT
 from .._poller import Poller
 from .._types import Event, Registration
 from .._validate import check_fd_open
@@ -27,16 +26,9 @@ class UserspacePoller(Poller):
     _invalid_bits: ClassVar[int] = 0
     """Kernel bits meaning "this fd is not open" (POLLNVAL)."""
 
-    _wakeup_r: int
-    _wakeup_w: int
-
     def _open(self) -> None:
         self._rotation = 0
         self._open_kernel()
-        self._wakeup_r, self._wakeup_w = os.pipe()  # close-on-exec since Python 3.4
-        os.set_blocking(self._wakeup_r, False)
-        os.set_blocking(self._wakeup_w, False)
-        self._add_internal(self._wakeup_r, READABLE, self._drain_wakeup)
 
     # ----------------------------------------------------- subclass hooks
     def _open_kernel(self) -> None:
@@ -69,40 +61,12 @@ class UserspacePoller(Poller):
             self._kernel_unwatch(reg.fd)
 
     def _interrupt(self) -> None:
-        try:
-            os.write(self._wakeup_w, b"\0")
-        except (BlockingIOError, OSError):
-            pass  # full: a wake-up is already pending; closed: nobody waits
-
-    def _drain_wakeup(self) -> Event | None:
-        try:
-            while os.read(self._wakeup_r, 4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
-        return self._wake_fired()
-
-    # The self-pipe serves wake() too: _wake_fired() tells a user's wake-up
-    # from an internal one.
-    def _open_wake(self) -> None:
-        pass
-
-    def _post_wake(self) -> None:
-        self._interrupt()
-
-    def _close_wake(self) -> None:
-        pass
+        # The poller's wake-up pipe (Poller._open_wake) serves both:
+        # _wake_fired() tells a user's wake() from a change of registrations.
+        self._post_wake()
 
     def _close_backend(self) -> None:
-        for fd in (self._wakeup_r, self._wakeup_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._close_kernel()
-
-    def _close_kernel(self) -> None:
-        pass
+        pass  # the kernel object is per call; the wake-up pipe is Poller's
 
     # --------------------------------------------------------------- wait
     def _wait(self, timeout: float | None, max_events: int) -> list[Event] | None:

@@ -56,11 +56,11 @@ class SelectPoller(UserspacePoller):
     )
     _invalid_bits = _INVALID
 
-    def _open(self) -> None:
-        super()._open()
-        if self._wakeup_r >= FD_SETSIZE or self._wakeup_w >= FD_SETSIZE:
+    def _open_wake(self) -> None:
+        super()._open_wake()
+        if max(self._wake_fds) >= FD_SETSIZE:
             # pipe() returns the lowest free numbers: none is left below the limit.
-            self._close_backend()
+            self._close_wake()
             raise OSError(
                 errno.EMFILE,
                 f"portaio[select]: no fd below FD_SETSIZE ({FD_SETSIZE}) is free for its wake-up pipe",
