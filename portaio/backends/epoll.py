@@ -34,6 +34,7 @@ from .._flags import (
 from .._poller import DEFAULT_MAX_EVENTS, Poller
 from .._signals import SignalSource
 from .._types import Capabilities, Event, Registration
+from ._flag_maps import translate
 
 try:
     from .._epoll_cffi import ffi, lib
@@ -62,25 +63,32 @@ else:  # pragma: no cover - 16-byte layout of the other architectures
     _RECORD_FORMAT = "I" + "x" * (_DATA_OFFSET - 4) + "Q" + "x" * (_RECORD_SIZE - _DATA_OFFSET - 8)
 
 
-def _flag_tables() -> tuple[list[tuple[int, int]], dict[int, int]]:
-    to_kernel = [
-        (READABLE, lib.EPOLLIN),
-        (WRITABLE, lib.EPOLLOUT),
-        (PRIORITY, lib.EPOLLPRI),
-        (RDHUP, lib.EPOLLRDHUP),
-        (EDGE, lib.EPOLLET),
-        (ONESHOT, lib.EPOLLONESHOT),
-        (EXCLUSIVE, lib.EPOLLEXCLUSIVE),
+if UNAVAILABLE is None:
+    _TO_KERNEL = [
+        (int(ours), int(theirs))
+        for ours, theirs in [
+            (READABLE, lib.EPOLLIN),
+            (WRITABLE, lib.EPOLLOUT),
+            (PRIORITY, lib.EPOLLPRI),
+            (RDHUP, lib.EPOLLRDHUP),
+            (EDGE, lib.EPOLLET),
+            (ONESHOT, lib.EPOLLONESHOT),
+            (EXCLUSIVE, lib.EPOLLEXCLUSIVE),
+        ]
     ]
-    from_kernel = {
-        lib.EPOLLIN: READABLE,
-        lib.EPOLLOUT: WRITABLE,
-        lib.EPOLLPRI: PRIORITY,
-        lib.EPOLLRDHUP: RDHUP,
-        lib.EPOLLHUP: HANGUP,
-        lib.EPOLLERR: ERROR,
-    }
-    return [(int(a), int(b)) for a, b in to_kernel], {int(k): int(v) for k, v in from_kernel.items()}
+    _FROM_KERNEL = [
+        (int(theirs), int(ours))
+        for theirs, ours in [
+            (lib.EPOLLIN, READABLE),
+            (lib.EPOLLOUT, WRITABLE),
+            (lib.EPOLLPRI, PRIORITY),
+            (lib.EPOLLRDHUP, RDHUP),
+            (lib.EPOLLHUP, HANGUP),
+            (lib.EPOLLERR, ERROR),
+        ]
+    ]
+else:  # pragma: no cover
+    _TO_KERNEL = _FROM_KERNEL = []
 
 
 class EpollPoller(Poller):
@@ -103,8 +111,6 @@ class EpollPoller(Poller):
     )
 
     _epfd: int
-    _to_kernel: list[tuple[int, int]]
-    _from_kernel: dict[int, int]
 
     def _open(self) -> None:
         if UNAVAILABLE is not None:
@@ -114,7 +120,6 @@ class EpollPoller(Poller):
             err = ffi.errno
             raise OSError(err, f"portaio[epoll]: epoll_create1: {os.strerror(err)}")
         self._epfd = epfd
-        self._to_kernel, self._from_kernel = _flag_tables()
         self._by_token: dict[int, Registration] = {}
         self._ctl_event = ffi.new("struct epoll_event *")
         self._buffers: list[tuple[Any, Any, int]] = []
@@ -124,16 +129,9 @@ class EpollPoller(Poller):
         return self._epfd
 
     # ------------------------------------------------------------ control
-    def _kernel_flags(self, events: int) -> int:
-        flags = 0
-        for ours, theirs in self._to_kernel:
-            if events & ours:
-                flags |= theirs
-        return flags
-
     def _ctl(self, op: int, reg: Registration) -> int:
         ev = self._ctl_event
-        ev.events = self._kernel_flags(reg.events)
+        ev.events = translate(reg.events, _TO_KERNEL)
         ev.data.u64 = reg.token
         if lib.epoll_ctl(self._epfd, op, reg.fd, ev) < 0:
             return int(ffi.errno)
@@ -235,7 +233,6 @@ class EpollPoller(Poller):
         out: list[Event] = []
         cache = self._cache
         by_token = self._by_token
-        from_kernel = self._from_kernel
         for key in keys:
             event = cache.get(key)
             if event is not None:
@@ -253,11 +250,7 @@ class EpollPoller(Poller):
                 if internal is not None:
                     out.append(internal)
                 continue
-            ready = 0
-            for bit, flag in from_kernel.items():
-                if raw & bit:
-                    ready |= flag
-            ready &= reg.events | ALWAYS_REPORTED
+            ready = translate(raw, _FROM_KERNEL) & (reg.events | ALWAYS_REPORTED)
             if ready:
                 out.append(self._remember(reg, key, ready))
         return out

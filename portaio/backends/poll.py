@@ -6,25 +6,13 @@ import select
 import threading
 from typing import Any
 
-from .._flags import ERROR, HANGUP, PRIORITY, RDHUP, READABLE, WRITABLE
 from .._types import Capabilities
+from ._flag_maps import FROM_POLL, POLLRDHUP, TO_POLL, translate
 from ._userspace import UserspacePoller
 
 __all__ = ["UNAVAILABLE", "PollPoller"]
 
 UNAVAILABLE: str | None = None if hasattr(select, "poll") else "select.poll is missing on this platform"
-_POLLRDHUP: int = getattr(select, "POLLRDHUP", 0)
-
-_TO_KERNEL = [
-    (READABLE, getattr(select, "POLLIN", 1)),
-    (WRITABLE, getattr(select, "POLLOUT", 4)),
-    (PRIORITY, getattr(select, "POLLPRI", 2)),
-    (RDHUP, _POLLRDHUP),
-]
-_FROM_KERNEL = [(kernel, int(ours)) for ours, kernel in _TO_KERNEL if kernel] + [
-    (getattr(select, "POLLHUP", 16), int(HANGUP)),
-    (getattr(select, "POLLERR", 8), int(ERROR)),
-]
 
 
 class PollPoller(UserspacePoller):
@@ -36,7 +24,7 @@ class PollPoller(UserspacePoller):
         oneshot=True,
         exclusive=False,
         priority=True,
-        rdhup=bool(_POLLRDHUP),
+        rdhup=bool(POLLRDHUP),
         hangup=True,
         o1_wait=False,
         timeout_resolution=1e-3,
@@ -55,10 +43,7 @@ class PollPoller(UserspacePoller):
         self._masks: dict[int, int] = {}
 
     def _kernel_watch(self, fd: int, events: int, new: bool) -> None:
-        mask = 0
-        for ours, kernel in _TO_KERNEL:
-            if events & ours:
-                mask |= kernel
+        mask = translate(events, TO_POLL)
         if new:
             self._pollobj.register(fd, mask)
         else:
@@ -90,8 +75,4 @@ class PollPoller(UserspacePoller):
         return copy.poll(ms)
 
     def _translate(self, bits: int) -> int:
-        ready = 0
-        for kernel, ours in _FROM_KERNEL:
-            if bits & kernel:
-                ready |= ours
-        return ready
+        return translate(bits, FROM_POLL)

@@ -14,8 +14,9 @@ import select
 from typing import Any
 
 from .._errors import Unsupported
-from .._flags import ERROR, HANGUP, PRIORITY, RDHUP, READABLE, WRITABLE
+from .._flags import PRIORITY, RDHUP, READABLE, WRITABLE
 from .._types import Capabilities
+from ._flag_maps import FROM_POLL, POLLRDHUP, translate
 from ._userspace import UserspacePoller
 
 __all__ = ["FD_SETSIZE", "UNAVAILABLE", "SelectPoller"]
@@ -23,15 +24,7 @@ __all__ = ["FD_SETSIZE", "UNAVAILABLE", "SelectPoller"]
 UNAVAILABLE: str | None = None
 FD_SETSIZE = 1024  # glibc, macOS and the BSDs' default; Python is built with it
 _HAVE_POLL = hasattr(select, "poll")
-_POLLRDHUP: int = getattr(select, "POLLRDHUP", 0)
 _READ, _WRITE, _URGENT = int(READABLE), int(WRITABLE), int(PRIORITY)
-_FROM_POLL = [
-    (getattr(select, "POLLIN", 1), _READ),
-    (getattr(select, "POLLOUT", 4), _WRITE),
-    (getattr(select, "POLLPRI", 2), _URGENT),
-    (getattr(select, "POLLHUP", 16), int(HANGUP)),
-    (getattr(select, "POLLERR", 8), int(ERROR)),
-] + ([(_POLLRDHUP, int(RDHUP))] if _POLLRDHUP else [])
 _POLLNVAL: int = getattr(select, "POLLNVAL", 32)
 _INVALID = 1 << 30  # our own bit: "fd closed behind our back"
 
@@ -45,7 +38,7 @@ class SelectPoller(UserspacePoller):
         oneshot=True,
         exclusive=False,
         priority=True,
-        rdhup=bool(_POLLRDHUP) and _HAVE_POLL,
+        rdhup=bool(POLLRDHUP) and _HAVE_POLL,
         hangup=_HAVE_POLL,
         o1_wait=False,
         timeout_resolution=1e-6,
@@ -139,18 +132,14 @@ class SelectPoller(UserspacePoller):
             if mask & PRIORITY:
                 bits |= select.POLLPRI
             if mask & RDHUP:
-                bits |= _POLLRDHUP | select.POLLIN
+                bits |= POLLRDHUP | select.POLLIN
             probe.register(fd, bits)
         out = []
         for fd, revents in probe.poll(0):
             if revents & _POLLNVAL:
                 out.append((fd, _INVALID))
                 continue
-            flags = 0
-            for bit, flag in _FROM_POLL:
-                if revents & bit:
-                    flags |= flag
-            out.append((fd, flags))
+            out.append((fd, translate(revents, FROM_POLL)))
         return out
 
     def _closed_fds(self) -> list[Any]:
