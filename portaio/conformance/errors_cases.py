@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import portaio
-from portaio.conformance.plugin import Closer
+from portaio.conformance.plugin import Closer, reuse_closed_number
 
 
 class _FileNo:
@@ -297,14 +297,7 @@ def test_unregister_closed_fileobj_is_quiet(poller: portaio.Poller, fds: Closer)
 
 
 def test_unregister_closed_and_reused_fd_is_quiet(poller: portaio.Poller, fds: Closer) -> None:
-    r, w = os.pipe()
-    fds.add(w)
-    poller.register(r, portaio.READABLE, "old")
-    os.close(r)
-    c, d = fds.socketpair()
-    reused = os.dup2(c.fileno(), r)
-    assert reused == r
-    fds.add(r)
+    r, d = reuse_closed_number(poller, fds)
     assert poller.unregister(r).data == "old"
     d.send(b"x")  # the new file under the old number: never reported
     assert poller.poll(0) == []

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import portaio
-from portaio.conformance.plugin import Closer, ready_map
+from portaio.conformance.plugin import Closer, nest_and_check
 
 _RW = portaio.READABLE | portaio.WRITABLE
 
@@ -130,17 +130,8 @@ def test_regular_file_does_not_starve_sockets(
 def test_epoll_fd_registered_in_any_poller(poller: portaio.Poller, fds: Closer) -> None:
     if "epoll" not in portaio.available_backends():
         pytest.skip("no epoll backend on this machine to nest")
-    a, b = fds.socketpair()
     with portaio.Poller("epoll") as inner:
-        inner.register(a, portaio.READABLE, "inner")
-        poller.register(inner, portaio.READABLE, "outer")
-        assert poller.poll(0) == []
-        b.send(b"x")
-        assert ready_map(poller.poll(1.0)) == {inner.fileno(): portaio.READABLE}
-        assert [e.data for e in inner.poll(0)] == ["inner"]
-        a.recv(10)
-        assert poller.poll(0) == []
-        poller.unregister(inner)
+        nest_and_check(poller, inner, fds)
 
 
 def test_poller_without_fd_cannot_be_registered(backend: str, poller: portaio.Poller) -> None:

@@ -15,7 +15,7 @@ import socket
 import pytest
 
 import portaio
-from portaio.conformance.plugin import Closer, is_open, open_fds, ready_map
+from portaio.conformance.plugin import Closer, is_open, open_fds, ready_map, reuse_closed_number
 
 
 def test_no_event_after_unregister(poller: portaio.Poller, fds: Closer) -> None:
@@ -72,13 +72,7 @@ def test_closed_fd_number_reused_after_unregister(poller: portaio.Poller, fds: C
 
 
 def test_reused_number_still_registered_is_already_registered(poller: portaio.Poller, fds: Closer) -> None:
-    r, w = os.pipe()
-    fds.add(w)
-    poller.register(r, portaio.READABLE, "old")
-    os.close(r)
-    c, _ = fds.socketpair()
-    os.dup2(c.fileno(), r)
-    fds.add(r)
+    r, _ = reuse_closed_number(poller, fds)
     with pytest.raises(portaio.AlreadyRegistered, match=f"fd {r}"):
         poller.register(r, portaio.READABLE, "new")
     poller.unregister(r)
@@ -232,12 +226,6 @@ def test_closed_but_registered_number_reused_by_new_file(
             strict=True,
         )
     )
-    r, w = os.pipe()
-    fds.add(w)
-    poller.register(r, portaio.READABLE, "old")
-    os.close(r)
-    c, d = fds.socketpair()
-    os.dup2(c.fileno(), r)
-    fds.add(r)
+    _, d = reuse_closed_number(poller, fds)
     d.send(b"x")
     assert poller.poll(0) == []

@@ -10,7 +10,7 @@ import pytest
 
 import portaio
 from portaio.conformance.libkqueue import KQUEUE_FD_NOT_POLLABLE
-from portaio.conformance.plugin import Closer, ready_map
+from portaio.conformance.plugin import Closer, nest_and_check
 
 
 def test_kqueue_fd_registered_in_any_poller(backend: str, poller: portaio.Poller, fds: Closer) -> None:
@@ -20,14 +20,5 @@ def test_kqueue_fd_registered_in_any_poller(backend: str, poller: portaio.Poller
 
     if kqueue.LIBKQUEUE:
         pytest.skip(f"kqueue on libkqueue: {KQUEUE_FD_NOT_POLLABLE}")
-    a, b = fds.socketpair()
     with portaio.Poller("kqueue") as inner:
-        inner.register(a, portaio.READABLE, "inner")
-        poller.register(inner, portaio.READABLE, "outer")
-        assert poller.poll(0) == []
-        b.send(b"x")
-        assert ready_map(poller.poll(1.0)) == {inner.fileno(): portaio.READABLE}
-        assert [e.data for e in inner.poll(0)] == ["inner"]
-        a.recv(10)
-        assert poller.poll(0) == []
-        poller.unregister(inner)
+        nest_and_check(poller, inner, fds)

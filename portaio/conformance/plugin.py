@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -141,6 +143,53 @@ def poll_until(
             return events
         if remaining <= 0:
             raise AssertionError(f"condition not met within {timeout} s; last poll gave {events}")
+
+
+def poll_while(
+    poller: portaio.Poller, delay: float, action: Callable[[], object], timeout: float | None
+) -> tuple[list[portaio.Event], float]:
+    """Poll once with *timeout* while another thread calls *action* after *delay* seconds.
+
+    Returns the events and the seconds from just before the thread started
+    until it had finished after the poll.
+    """
+    thread = threading.Timer(delay, action)
+    start = time.monotonic()
+    thread.start()
+    try:
+        events = poller.poll(timeout)
+    finally:
+        thread.join()
+    return events, time.monotonic() - start
+
+
+def nest_and_check(poller: portaio.Poller, inner: portaio.Poller, fds: Closer) -> None:
+    """Register the poller *inner* in *poller*: readable exactly while *inner* has an event."""
+    a, b = fds.socketpair()
+    inner.register(a, portaio.READABLE, "inner")
+    poller.register(inner, portaio.READABLE, "outer")
+    assert poller.poll(0) == []
+    b.send(b"x")
+    assert ready_map(poller.poll(1.0)) == {inner.fileno(): portaio.READABLE}
+    assert [e.data for e in inner.poll(0)] == ["inner"]
+    a.recv(10)
+    assert poller.poll(0) == []
+    poller.unregister(inner)
+
+
+def reuse_closed_number(poller: portaio.Poller, fds: Closer) -> tuple[int, socket.socket]:
+    """Register a pipe's read end (data ``"old"``), close it, and put a socket under its number.
+
+    Returns the number, still registered, and the socket's peer.
+    """
+    r, w = os.pipe()
+    fds.add(w)
+    poller.register(r, portaio.READABLE, "old")
+    os.close(r)
+    c, d = fds.socketpair()
+    assert os.dup2(c.fileno(), r) == r
+    fds.add(r)
+    return r, d
 
 
 def open_fds() -> set[int]:

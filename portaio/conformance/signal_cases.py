@@ -15,6 +15,7 @@ import pytest
 
 import portaio
 from portaio.conformance._child import in_child
+from portaio.conformance.plugin import poll_while
 
 _now = time.monotonic
 USR1 = signal.SIGUSR1
@@ -64,20 +65,9 @@ def test_deliveries_coalesce_with_a_count(poller: portaio.Poller) -> None:
 
 def test_signal_interrupts_a_blocked_poll(poller: portaio.Poller) -> None:
     poller.add_signal(USR1, data="x")
-
-    def later() -> None:
-        time.sleep(0.02)
-        os.kill(os.getpid(), USR1)
-
-    thread = threading.Thread(target=later)
-    start = _now()
-    thread.start()
-    try:
-        events = poller.poll(5)
-    finally:
-        thread.join()
+    events, elapsed = poll_while(poller, 0.02, lambda: os.kill(os.getpid(), USR1), 5)
     assert [(e.events, e.signum) for e in events] == [(portaio.SIGNAL, USR1)]
-    assert _now() - start < 2.0
+    assert elapsed < 2.0
 
 
 def test_signal_taken_by_a_thread_started_before_still_arrives(poller: portaio.Poller) -> None:

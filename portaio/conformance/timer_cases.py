@@ -10,7 +10,7 @@ import time
 import pytest
 
 import portaio
-from portaio.conformance.plugin import Closer
+from portaio.conformance.plugin import Closer, poll_while
 
 _now = time.monotonic
 
@@ -292,20 +292,9 @@ def test_timers_beside_an_always_ready_regular_file(poller: portaio.Poller) -> N
 
 def test_timer_added_from_another_thread_wakes_a_blocked_poll(poller: portaio.Poller) -> None:
     poller.add_timer(30.0, data="far")  # the poll would otherwise sleep 30 s
-
-    def later() -> None:
-        time.sleep(0.02)
-        poller.add_timer(0.01, data="near")
-
-    thread = threading.Thread(target=later)
-    start = _now()
-    thread.start()
-    try:
-        events = poller.poll(5)
-    finally:
-        thread.join()
+    events, elapsed = poll_while(poller, 0.02, lambda: poller.add_timer(0.01, data="near"), 5)
     assert [e.data for e in events] == ["near"]
-    assert _now() - start < 2.0
+    assert elapsed < 2.0
 
 
 def test_close_cancels_timers_and_refuses_new_ones(backend: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import portaio
-from portaio.conformance.plugin import Closer
+from portaio.conformance.plugin import Closer, poll_while
 
 _now = time.monotonic
 WAKE_EVENT = portaio.Event(-1, portaio.WAKE, None, 1, 0)
@@ -34,19 +34,10 @@ def test_wakes_coalesce_and_leave_nothing_behind(poller: portaio.Poller) -> None
 
 
 def test_wake_from_another_thread_interrupts_a_blocked_poll(poller: portaio.Poller) -> None:
-    def later() -> None:
-        time.sleep(0.02)  # let the main thread block first
-        poller.wake()
-
-    thread = threading.Thread(target=later)
-    start = _now()
-    thread.start()
-    try:
-        events = poller.poll(5)
-    finally:
-        thread.join()
+    # The delay lets the main thread block first.
+    events, elapsed = poll_while(poller, 0.02, poller.wake, 5)
     assert events == [WAKE_EVENT]
-    assert _now() - start < 2.0
+    assert elapsed < 2.0
     assert poller.poll(0) == []
 
 
