@@ -119,10 +119,21 @@ def _nofile() -> Check:
     )
 
 
+def _port_range(name: str, low: int | None, high: int | None, command: str) -> Check:
+    span = None if low is None or high is None else high - low + 1
+    return Check(
+        name=name,
+        value="unknown" if span is None else f"{low}-{high} ({span} ports)",
+        wanted=f">= {WANTED_PORTS} ports",
+        ok=None if span is None else span >= WANTED_PORTS,
+        command=command,
+        why="outgoing connections per destination address and port (load generators, proxies)",
+    )
+
+
 def _linux() -> list[Check]:
     ports = (_proc("/proc/sys/net/ipv4/ip_local_port_range") or "").split()
     low, high = (_int(ports[0]), _int(ports[1])) if len(ports) == 2 else (None, None)
-    span = None if low is None or high is None else high - low + 1
     # sysctl -w lasts until reboot; a file in /etc/sysctl.d/ makes it permanent.
     return [
         _at_least(
@@ -146,20 +157,17 @@ def _linux() -> list[Check]:
             f"sudo sysctl -w net.core.somaxconn={WANTED_SOMAXCONN}",
             "the longest accept queue listen() may ask for",
         ),
-        Check(
-            name="net.ipv4.ip_local_port_range",
-            value="unknown" if span is None else f"{low}-{high} ({span} ports)",
-            wanted=f">= {WANTED_PORTS} ports",
-            ok=None if span is None else span >= WANTED_PORTS,
-            command='sudo sysctl -w net.ipv4.ip_local_port_range="1024 65535"',
-            why="outgoing connections per destination address and port (load generators, proxies)",
+        _port_range(
+            "net.ipv4.ip_local_port_range",
+            low,
+            high,
+            'sudo sysctl -w net.ipv4.ip_local_port_range="1024 65535"',
         ),
     ]
 
 
 def _bsd() -> list[Check]:
     first, last = _int(_sysctl("net.inet.ip.portrange.first")), _int(_sysctl("net.inet.ip.portrange.last"))
-    span = None if first is None or last is None else last - first + 1
     return [
         _at_least(
             "kern.maxfilesperproc",
@@ -175,14 +183,7 @@ def _bsd() -> list[Check]:
             f"sudo sysctl -w kern.ipc.somaxconn={WANTED_SOMAXCONN}",
             "the longest accept queue listen() may ask for",
         ),
-        Check(
-            name="net.inet.ip.portrange",
-            value="unknown" if span is None else f"{first}-{last} ({span} ports)",
-            wanted=f">= {WANTED_PORTS} ports",
-            ok=None if span is None else span >= WANTED_PORTS,
-            command="sudo sysctl -w net.inet.ip.portrange.first=1024",
-            why="outgoing connections per destination address and port (load generators, proxies)",
-        ),
+        _port_range("net.inet.ip.portrange", first, last, "sudo sysctl -w net.inet.ip.portrange.first=1024"),
     ]
 
 
