@@ -505,7 +505,3 @@ class Poller(TimersSignalsWake, AlwaysReadyFiles):
         reg = self._internal.pop(fd, None)
         if reg is not None:
             self._remove(reg)
-
-    def _lookup(self, fd: int) -> Registration | None:
-        """The user or internal registration of *fd*."""
-        return self._regs.get(fd) or self._internal.get(fd)

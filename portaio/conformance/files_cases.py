@@ -9,7 +9,6 @@ ready too.  An epoll fd can itself be registered.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,23 +18,18 @@ from portaio.conformance.plugin import Closer, nest_and_check
 
 _RW = portaio.READABLE | portaio.WRITABLE
 
-Opener = Callable[[], int]
-
 
 @pytest.fixture(params=["file", "directory", "devnull"])
 def always_ready(request: pytest.FixtureRequest, tmp_path: Path, fds: Closer) -> tuple[int, int]:
     """An fd that ``poll(2)`` always reports ready, and the flags it can show."""
     if request.param == "file":
         fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
-        flags = _RW
     elif request.param == "directory":
         fd = os.open(tmp_path, os.O_RDONLY)
-        flags = _RW
     else:
         fd = os.open(os.devnull, os.O_RDWR)
-        flags = _RW
     fds.add(fd)
-    return fd, flags
+    return fd, _RW
 
 
 def test_always_ready_level(poller: portaio.Poller, always_ready: tuple[int, int]) -> None:
