@@ -4,6 +4,7 @@ and every fd portaio creates is close-on-exec (a child started with
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import gc
 import os
@@ -143,3 +144,24 @@ def test_signal_disposition_restored_after_many_cycles(backend: str) -> None:
     assert signal.getsignal(signal.SIGUSR2) is handler_before
     if hasattr(signal, "pthread_sigmask"):
         assert signal.SIGUSR2 not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+def test_select_without_a_free_fd_below_fd_setsize_refuses_and_leaks_nothing() -> None:
+    reason = portaio.unavailable_reasons().get("select")
+    if reason is not None:
+        pytest.skip(f"select backend unavailable here: {reason}")
+    from portaio.backends.select import FD_SETSIZE
+
+    gc.collect()
+    src = os.open(os.devnull, os.O_RDONLY)
+    before = open_fds()
+    fillers = [os.dup2(src, fd) for fd in range(FD_SETSIZE) if fd not in before]
+    try:
+        with pytest.raises(OSError, match=r"portaio\[select\]: no fd below FD_SETSIZE") as info:
+            portaio.Poller("select")
+        assert info.value.errno == errno.EMFILE
+        assert open_fds() == before | set(fillers)
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        os.close(src)
