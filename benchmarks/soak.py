@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="echo rounds last this long")
     parser.add_argument("--server-workers", type=int, default=0, help="0: enough for the connections")
     parser.add_argument("--client-procs", type=int, default=0, help="0: enough for the connections")
-    parser.add_argument("--source-ips", type=int, default=0, help="0: one 127.0.0.x per 20,000 connections")
+    parser.add_argument("--source-ips", type=int, default=0, help="0: one 127.0.0.x per 10,000 connections")
     parser.add_argument("--backend", default=None)
     parser.add_argument("--min-payload", type=int, default=16)
     parser.add_argument("--max-payload", type=int, default=1024)
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     per = math.ceil(args.connections / PER_PROCESS)
     args.server_workers = args.server_workers or max(1, per + (1 if args.connections > PER_PROCESS else 0))
     args.client_procs = args.client_procs or max(1, per)
-    args.source_ips = args.source_ips or max(1, math.ceil(args.connections / 20_000))
+    args.source_ips = args.source_ips or max(1, math.ceil(args.connections / 10_000))
 
     listeners = []
     port = 0
@@ -369,8 +369,11 @@ def main(argv: list[str] | None = None) -> int:
         os.close(r)
 
     established = sum(r["established"] for r in results)
-    # Memory is compared from the first sample after the connections were all up.
-    steady = [s for s in samples if s[0] >= max((r["connect_seconds"] for r in results), default=0) + 5]
+    # Memory is compared over the echo phase of every client: from 5 s after
+    # the last one had its connections up to the first one finishing.
+    connect_times = [r["connect_seconds"] for r in results] or [0.0]
+    start_steady, end_steady = max(connect_times) + 5, min(connect_times) + args.seconds - 1
+    steady = [s for s in samples if start_steady <= s[0] <= end_steady]
     summary = {
         "server": server_kind,
         "backend": args.backend or portaio.default_backend(),
