@@ -127,7 +127,7 @@ class Conn:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.state = "connecting"
-        self.expected = b""
+        self.expected: bytes | memoryview = b""
         self.got = 0
         self.crc = 0
 
@@ -184,11 +184,16 @@ def client_proc(args: argparse.Namespace, index: int, count: int, port: int, rep
     write_line({"connected": stats["established"], "index": index})
 
     # Phase 2: rounds of echo until the deadline.
+    block = memoryview(rng.randbytes(1 << 20))
     deadline = time.monotonic() + args.seconds
     live = list(conns.values())
     while time.monotonic() < deadline and live:
         for conn in live:
-            conn.expected = rng.randbytes(rng.randint(args.min_payload, args.max_payload))
+            # A random window of one random block: fresh bytes every round
+            # without allocating (and fragmenting) per payload.
+            size = rng.randint(args.min_payload, args.max_payload)
+            offset = rng.randrange(len(block) - size)
+            conn.expected = block[offset : offset + size]
             conn.got = 0
             conn.crc = 0
             conn.state = "echo"
@@ -206,7 +211,7 @@ def client_proc(args: argparse.Namespace, index: int, count: int, port: int, rep
             for ev in events:
                 conn = ev.data
                 try:
-                    data = conn.sock.recv(65536)
+                    data = conn.sock.recv(len(conn.expected) - conn.got or 1)
                 except BlockingIOError:
                     continue
                 except OSError as err:
