@@ -32,7 +32,28 @@ struct epoll_event { uint32_t events; epoll_data_t data; ...; };
 #define EPOLLONESHOT ...
 #define EPOLLEXCLUSIVE ...
 
+#define TFD_CLOEXEC ...
+#define TFD_NONBLOCK ...
+#define TFD_TIMER_ABSTIME ...
+#define CLOCK_MONOTONIC ...
+#define EFD_CLOEXEC ...
+#define EFD_NONBLOCK ...
+#define SFD_CLOEXEC ...
+#define SFD_NONBLOCK ...
+
+struct signalfd_siginfo { uint32_t ssi_signo; ...; };
+
 int epoll_create1(int flags);
+int timerfd_create(int clockid, int flags);
+int eventfd(unsigned int initval, int flags);
+
+/* Arm a timerfd (TFD_TIMER_ABSTIME, CLOCK_MONOTONIC) to fire once at *deadline*,
+   in time.monotonic() seconds, rounded up to the next nanosecond so it never
+   fires before the float deadline; deadline < 0 disarms it. */
+int portaio_timerfd_arm(int fd, double deadline);
+/* signalfd(fd, {signums[0..n)}, flags): a new signalfd when fd is -1, else
+   replace fd's mask. */
+int portaio_signalfd(int fd, const int *signums, int n, int flags);
 int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event);
 
 /* One wait, GIL released by cffi.  timeout < 0 blocks; otherwise seconds,
@@ -47,14 +68,46 @@ EPOLL_SOURCE = r"""
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
 static int portaio_pwait2_state = -1;
 
 int portaio_epoll_precise(void) { return portaio_pwait2_state; }
+
+int portaio_timerfd_arm(int fd, double deadline)
+{
+    struct itimerspec its = {{0, 0}, {0, 0}};
+    if (deadline >= 0) {
+        if (deadline > 4e15) /* far beyond any uptime; keeps time_t and the ns maths exact */
+            deadline = 4e15;
+        double whole = floor(deadline);
+        its.it_value.tv_sec = (time_t)whole;
+        its.it_value.tv_nsec = (long)ceil((deadline - whole) * 1e9) + 1;
+        if (its.it_value.tv_nsec >= 1000000000L) {
+            its.it_value.tv_sec += 1;
+            its.it_value.tv_nsec -= 1000000000L;
+        }
+        if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
+            its.it_value.tv_nsec = 1; /* zero would disarm */
+    }
+    return timerfd_settime(fd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+int portaio_signalfd(int fd, const int *signums, int n, int flags)
+{
+    sigset_t mask;
+    sigemptyset(&mask);
+    for (int i = 0; i < n; i++)
+        sigaddset(&mask, signums[i]);
+    return signalfd(fd, &mask, flags);
+}
 
 int portaio_epoll_wait(int epfd, struct epoll_event *events, int maxevents, double timeout)
 {

@@ -32,6 +32,8 @@ from ._flags import (
     Events,
 )
 from ._poller import DEFAULT_MAX_EVENTS, TIMEOUT_MAX, Poller
+from ._signals import SignalWatch
+from ._timers import TIMER_MAX, Timer
 from ._types import Capabilities, Event, Registration
 from .backends import BACKEND_NAMES, available_backends, backend_class, default_backend, unavailable_reasons
 
@@ -51,6 +53,7 @@ __all__ = [
     "SIGNAL",
     "TIMEOUT_MAX",
     "TIMER",
+    "TIMER_MAX",
     "WAKE",
     "WRITABLE",
     "AlreadyRegistered",
@@ -63,6 +66,8 @@ __all__ = [
     "PollerClosed",
     "PortaioError",
     "Registration",
+    "SignalWatch",
+    "Timer",
     "Unsupported",
     "__version__",
     "available_backends",

@@ -2,7 +2,13 @@
 
 A backend subclasses :class:`Poller` and supplies five primitives (``_open``,
 ``_add``, ``_modify``, ``_remove``, ``_wait``, plus ``_close_backend``).
-Everything here is backend-free: it never names a kernel mechanism.
+Timers, signals and wake-ups work on those alone; a backend with native
+mechanisms overrides the hooks documented in the section "backend hooks"
+below (``_arm_timer``, ``_open_wake``/``_post_wake``/``_close_wake``,
+``_watch_signal``/``_unwatch_signal``, ``_on_python_signal``,
+``_close_after_fork``) and reports through ``_timer_fired``, ``_wake_fired``
+and ``_signal_arrived``.  Everything here is backend-free: it never names a
+kernel mechanism.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from . import _fork, _signals
 from ._errors import AlreadyRegistered, NotRegistered, PollerClosed, Unsupported
 from ._flags import (
     ALWAYS_REPORTED,
@@ -27,8 +34,11 @@ from ._flags import (
     PRIORITY,
     RDHUP,
     READABLE,
+    WAKE,
     WRITABLE,
 )
+from ._signals import PollerSignals, SignalSource, SignalWatch, WakeupFdSource
+from ._timers import Timer, TimerQueue, check_delay
 from ._types import Capabilities, Event, FileLike, Registration
 
 __all__ = ["DEFAULT_MAX_EVENTS", "TIMEOUT_MAX", "Poller"]
@@ -43,6 +53,7 @@ DEFAULT_MAX_EVENTS = 1024
 _FD_MAX = 2**31 - 1
 _VALID_INTEREST = INTEREST_FLAGS | ALWAYS_REPORTED | MODE_FLAGS
 _monotonic = time.monotonic
+_WAKE_EVENT = Event(-1, int(WAKE), None)
 
 
 class Poller:
@@ -76,13 +87,29 @@ class Poller:
         self._internal: dict[int, Registration] = {}
         self._cache: dict[Any, Event] = {}
         self._always_ready: dict[int, Registration] = {}
+        self._emulated_first = False
         self._next_token = 1
         self._epoch = 0
         self._waiting = 0
+        self._closed_why = ""
         self._lock = threading.RLock()
+        # Timers and signals: ``_extras`` is the one flag the poll() fast path checks.
+        self._extras = False
+        self._timer_queue: TimerQueue | None = None
+        self._armed_deadline: float | None = None
+        self._native_timer = False
+        self._signal_state: PollerSignals | None = None
+        self._signal_source: SignalSource | None = None
+        self._wake_pending = False
         self._closed = True  # until _open succeeds: a failed _open cleans up after itself
         self._open()
+        try:
+            self._open_wake()
+        except BaseException:
+            self._close_backend()
+            raise
         self._closed = False
+        _fork.track(self)
 
     # ------------------------------------------------------------------ public
     @property
@@ -110,7 +137,7 @@ class Poller:
         fd = self._fd_of(fileobj)
         interest = self._check_events(fd, events)
         with self._lock:
-            self._check_open()
+            self._check_open(fd)
             if fd in self._regs:
                 raise AlreadyRegistered(f"portaio[{self.name}]: fd {fd} is already registered")
             reg = Registration(fd, fileobj, interest, data, self._new_token(), self._epoch + 1)
@@ -125,7 +152,7 @@ class Poller:
         fd = self._fd_of(fileobj)
         interest = self._check_events(fd, events)
         with self._lock:
-            self._check_open()
+            self._check_open(fd)
             old = self._regs.get(fd)
             if old is None:
                 raise NotRegistered(f"portaio[{self.name}]: fd {fd} is not registered")
@@ -147,7 +174,12 @@ class Poller:
         reused): the registration is dropped all the same.
         """
         with self._lock:
-            self._check_open()
+            if self._closed:
+                try:
+                    named: int | None = self._fd_of(fileobj)
+                except (TypeError, ValueError):
+                    named = None
+                self._check_open(named)
             fd = self._fd_for_unregister(fileobj)
             reg = self._regs.get(fd)
             if reg is None:
@@ -198,12 +230,12 @@ class Poller:
         elif max_events.__class__ is not int or max_events < 1:
             max_events = _check_max_events(max_events, self.name)
         if self._closed:
-            raise PollerClosed(f"portaio[{self.name}]: poll() on a closed poller")
+            raise PollerClosed(f"portaio[{self.name}]: poll() on a closed poller{self._closed_why}")
+        if self._extras:
+            return self._poll_extras(timeout, max_events)
         if self._always_ready:
-            ready = self._emulated_ready(max_events)
+            ready = self._ready_with_emulated(max_events)
             if ready:
-                if len(ready) < max_events:
-                    ready.extend(self._wait(0, max_events - len(ready)) or [])
                 return ready
         if timeout == 0:
             return self._wait(0, max_events) or []
@@ -232,12 +264,85 @@ class Poller:
                 return
             self._closed = True
             try:
-                self._close_backend()
+                self._close_extras()
+                self._close_wake()
             finally:
-                self._regs.clear()
-                self._internal.clear()
-                self._cache.clear()
-                self._always_ready.clear()
+                try:
+                    self._close_backend()
+                finally:
+                    self._regs.clear()
+                    self._internal.clear()
+                    self._cache.clear()
+                    self._always_ready.clear()
+
+    def add_timer(self, delay: float, interval: float | None = None, data: Any = None) -> Timer:
+        """Start a timer: first expiry *delay* seconds from now, then every *interval* if given.
+
+        Expirations come from :meth:`poll` as ``Event(fd=-1, events=TIMER,
+        data=data, times=n)``, *n* counting the expirations since the last
+        report.  Deadlines follow the monotonic clock and are never reported
+        early; a repeating timer's *k*-th deadline is ``start + delay + k *
+        interval`` (no drift).  Safe from any thread.  Returns the
+        :class:`~portaio.Timer` handle (``cancel()``, ``rearm()``).
+        """
+        delay = check_delay(delay, "delay", self.name)
+        if interval is not None:
+            interval = check_delay(interval, "interval", self.name, positive=True)
+        with self._lock:
+            self._check_open()
+            queue = self._timer_queue
+            if queue is None:
+                queue = self._timer_queue = TimerQueue(self)
+                self._extras = True
+            timer, earliest = queue.add(delay, interval, data)
+        if earliest:
+            self._timers_changed()
+        return timer
+
+    def add_signal(self, signum: int, data: Any = None) -> SignalWatch:
+        """Report deliveries of signal *signum* from :meth:`poll`.
+
+        Each report is ``Event(fd=-1, events=SIGNAL, data=data, times=n,
+        signum=signum)``; deliveries arriving together coalesce into one event
+        with their count.  While watched, the signal's Python handler does not
+        run (portaio installs its own); :meth:`SignalWatch.remove` or
+        :meth:`close` restores the previous handler and signal mask.  Call it
+        from the main thread (``ValueError`` elsewhere, on every backend).
+        One watch per signal per poller (:class:`~portaio.AlreadyRegistered`).
+        """
+        signum = _signals.check_signum(signum, self.name)
+        _signals.require_main_thread(self.name, "add_signal()")
+        with self._lock:
+            self._check_open()
+            state = self._signal_state
+            if state is None:
+                state = self._signal_state = PollerSignals()
+                self._extras = True
+            watch = SignalWatch(self, signum, data)
+            state.add(watch, self.name)
+            try:
+                _signals.install_handler(self, signum)
+                try:
+                    self._watch_signal(signum)
+                except BaseException:
+                    _signals.restore_handler(self, signum)
+                    raise
+            except BaseException:
+                state.discard(signum)
+                watch._poller = None
+                raise
+        return watch
+
+    def wake(self) -> None:
+        """Make the current or next :meth:`poll` return ``Event(fd=-1, events=WAKE, data=None)``.
+
+        Safe from any thread and from a signal handler; wake-ups before the
+        poll that reports them coalesce into one event.
+        """
+        if self._closed:
+            raise PollerClosed(f"portaio[{self.name}]: wake() on a closed poller{self._closed_why}")
+        self._wake_pending = True
+        self._post_wake()
 
     def __enter__(self) -> Poller:
         self._check_open()
@@ -289,10 +394,301 @@ class Poller:
         """True if *err* from ``_add`` means "always ready" (regular files on epoll)."""
         return False
 
-    # ------------------------------------------------------- shared helpers
-    def _check_open(self) -> None:
+    # ------------------------------------- timers, signals, wake-ups (shared)
+    def _poll_extras(self, timeout: float | None, max_events: int) -> list[Event]:
+        """``poll()`` once timers or signals are in use: they bound the wait and join the events."""
+        end = None if timeout is None else _monotonic() + timeout
+        self._waiting += 1
+        try:
+            while True:
+                out = self._collect_extras(max_events)
+                if out:
+                    if len(out) < max_events:
+                        out.extend(self._wait(0, max_events - len(out)) or ())
+                    return out
+                now = _monotonic()
+                wait = None if end is None else max(end - now, 0.0)
+                queue = self._timer_queue
+                if queue is not None:
+                    deadline = queue.next_deadline()
+                    # Unless the native timer is armed to it, the wait itself must end there.
+                    if (
+                        deadline is not None
+                        and (deadline != self._armed_deadline or not self._native_timer)
+                        and (wait is None or deadline - now < wait)
+                    ):
+                        wait = max(deadline - now, 0.0)
+                if wait is not None and wait > TIMEOUT_MAX:
+                    wait = TIMEOUT_MAX
+                events = self._wait(wait, max_events)
+                if events:
+                    if len(events) < max_events:
+                        events.extend(self._collect_extras(max_events - len(events)))
+                    return events
+                if end is not None and _monotonic() >= end:
+                    return self._collect_extras(max_events)
+        finally:
+            self._waiting -= 1
+
+    def _collect_extras(self, limit: int) -> list[Event]:
+        out = self._emulated_ready(limit) if self._always_ready else []
+        with self._lock:
+            queue = self._timer_queue
+            if queue is not None:
+                if len(out) < limit:
+                    queue.collect(_monotonic(), limit - len(out), out)
+                self._sync_timer()
+            state = self._signal_state
+            if state is not None and len(out) < limit:
+                state.collect(limit - len(out), out)
+        return out
+
+    def _timers_changed(self) -> None:
+        """The earliest deadline moved earlier: re-arm the native timer, or wake a waiter."""
+        with self._lock:
+            self._sync_timer()
+            queue = self._timer_queue
+            armed = self._native_timer and queue is not None and queue.next_deadline() == self._armed_deadline
+        if not armed and self._waiting:
+            self._post_wake()
+
+    def _sync_timer(self) -> None:
+        # Arm the native timer to the earliest deadline, if any and still ahead.
+        # A timer already due is not armed (firing in the past is a costly
+        # syscall): poll() collects due timers before it waits.  An empty queue
+        # leaves the native timer as it was: a stray expiry is harmless.
+        queue = self._timer_queue
+        deadline = None if queue is None else queue.next_deadline()
+        if deadline is None or deadline == self._armed_deadline or deadline <= _monotonic():
+            return
+        self._native_timer = self._arm_timer(deadline)
+        self._armed_deadline = deadline
+
+    def _remove_signal(self, watch: SignalWatch) -> None:
+        _signals.require_main_thread(self.name, "SignalWatch.remove()")
+        with self._lock:
+            if watch._poller is self:
+                self._drop_signal(watch)
+
+    def _drop_signal(self, watch: SignalWatch) -> None:
+        signum = watch.signum
+        watch._poller = None
+        state = self._signal_state
+        if state is not None:
+            state.discard(signum)
+        try:
+            self._unwatch_signal(signum)
+        finally:
+            _signals.restore_handler(self, signum)
+
+    def _close_extras(self) -> None:
+        queue = self._timer_queue
+        if queue is not None:
+            queue.clear()
+        state = self._signal_state
+        if state is not None:
+            for watch in list(state.watches.values()):
+                self._drop_signal(watch)
+
+    def _retire_after_fork(self) -> None:
+        """In a forked child: close this process's copies of the poller's fds, refuse further use."""
         if self._closed:
-            raise PollerClosed(f"portaio[{self.name}]: the poller is closed")
+            return
+        self._lock = threading.RLock()  # another thread of the parent may have held it
+        self._closed = True
+        self._closed_why = (
+            " (it was created before fork(); the child must create a new Poller,"
+            " the parent's keeps working in the parent)"
+        )
+        if self._timer_queue is not None:
+            self._timer_queue.clear()
+        if self._signal_state is not None:
+            for watch in self._signal_state.watches.values():
+                watch._poller = None
+        self._signal_source = None  # _signals.forget_after_fork() closes the shared sources
+        try:
+            self._close_after_fork()
+        except OSError:
+            pass
+        self._regs.clear()
+        self._internal.clear()
+        self._cache.clear()
+        self._always_ready.clear()
+
+    def _remove_internal(self, fd: int) -> None:
+        """Stop watching an fd added with :meth:`_add_internal`."""
+        reg = self._internal.pop(fd, None)
+        if reg is not None:
+            self._remove(reg)
+
+    # ------------------------- backend hooks: timers, signals, wake, fork
+    #
+    # Each hook has a portable default built on the primitives above; a backend
+    # overrides it with its kernel's native mechanism (epoll: timerfd, signalfd,
+    # eventfd; kqueue: EVFILT_TIMER, EVFILT_SIGNAL, EVFILT_USER).
+
+    def _arm_timer(self, deadline: float) -> bool:
+        """Arm the native one-shot timer to fire at *deadline* (``time.monotonic()`` seconds).
+
+        Called under ``self._lock`` when the earliest deadline changes and is
+        still ahead, and after the backend reports that its timer fired (see
+        :meth:`_timer_fired`).  It is never disarmed: a stray expiry after a
+        cancel is harmless.  Return True if the backend's wait will return by
+        itself at *deadline* (the native timer's fd or filter is part of the
+        wait; on expiry the backend calls :meth:`_timer_fired` and reports
+        nothing itself); ``poll()`` then stops shortening its timeout to that
+        deadline.  Never fire early: round the deadline up.  The default has
+        no native timer and returns False: ``poll()`` passes
+        ``min(timeout, deadline - now)`` to :meth:`_wait`.
+        """
+        return False
+
+    def _timer_fired(self) -> None:
+        """Backends call this when their native timer fires (from the wait, no lock needed)."""
+        self._armed_deadline = math.nan  # never equal: the next sync re-arms
+
+    def _open_wake(self) -> None:
+        """Create what :meth:`wake` uses; called once, right after :meth:`_open`.
+
+        The default is a non-blocking pipe watched through :meth:`_add_internal`,
+        its handler :meth:`_drain_wake_pipe`.  A backend with a native
+        mechanism overrides this, :meth:`_post_wake` and :meth:`_close_wake`.
+        """
+        r, w = os.pipe()  # close-on-exec since Python 3.4
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        self._wake_fds = (r, w)
+        self._add_internal(r, READABLE, self._drain_wake_pipe)
+
+    def _post_wake(self) -> None:
+        """Make the current or next :meth:`_wait` return (one write; thread- and signal-safe).
+
+        Used by :meth:`wake` (after setting ``_wake_pending``) and to get the
+        attention of a waiting thread (a signal for this poller was drained
+        by another one, a timer was added).  The backend's handler for the
+        wake-up drains it and returns :meth:`_wake_fired`.
+        """
+        try:
+            os.write(self._wake_fds[1], b"\0")
+        except OSError:
+            pass  # full: a wake-up is already pending
+
+    def _wake_fired(self) -> Event | None:
+        """The WAKE event if :meth:`wake` was called since the last one, else None.
+
+        Backends call it from the handler of their wake-up, *after* draining it,
+        so a wake() racing the drain is never lost.
+        """
+        if self._wake_pending:
+            self._wake_pending = False
+            return _WAKE_EVENT
+        return None
+
+    def _drain_wake_pipe(self) -> Event | None:
+        try:
+            while os.read(self._wake_fds[0], 4096):
+                pass
+        except OSError:
+            pass
+        return self._wake_fired()
+
+    def _close_wake(self) -> None:
+        """Release what :meth:`_open_wake` created (the poller is closing)."""
+        for fd in getattr(self, "_wake_fds", ()):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    _signal_kind: ClassVar[str] = "wakeup-fd"
+    """Which shared :class:`~portaio._signals.SignalSource` the default signal hooks use."""
+
+    def _new_signal_source(self) -> SignalSource:
+        """Create the process-wide signal source of this backend's kind (first watch only).
+
+        Default: :func:`signal.set_wakeup_fd` on a pipe (:class:`WakeupFdSource`).
+        """
+        return WakeupFdSource()
+
+    def _watch_signal(self, signum: int) -> None:
+        """Start receiving *signum* (main thread, under ``self._lock``; portaio's handler is installed).
+
+        The default shares the process-wide source of :attr:`_signal_kind`
+        with every poller of that kind and watches its fd internally.  A
+        backend whose kernel tells each poller separately (kqueue's
+        EVFILT_SIGNAL) overrides this and :meth:`_unwatch_signal`, and calls
+        :meth:`_signal_arrived` for each delivery it sees.
+        """
+        source = self._signal_source
+        if source is None:
+            source = _signals.acquire_source(self._signal_kind, self._new_signal_source)
+            try:
+                self._add_internal(source.fd, READABLE, self._drain_signal_source)
+            except BaseException:
+                _signals.release_source(self._signal_kind)
+                raise
+            self._signal_source = source
+            self._changed()
+        source.add(signum)
+
+    def _unwatch_signal(self, signum: int) -> None:
+        """Stop receiving *signum*; restore its mask (main thread, under ``self._lock``)."""
+        source = self._signal_source
+        if source is None:
+            return
+        source.remove(signum)
+        state = self._signal_state
+        if state is None or not state.watches:
+            self._signal_source = None
+            self._remove_internal(source.fd)
+            _signals.release_source(self._signal_kind)
+
+    def _drain_signal_source(self) -> Event | None:
+        source = self._signal_source
+        if source is not None:
+            for signum, count in source.drain().items():
+                _signals.deliver(signum, count, self)
+        return None
+
+    def _signal_arrived(self, signum: int, count: int, wake: bool = False) -> None:
+        """Queue *count* deliveries of *signum* for the next report (any thread, signal-safe).
+
+        With *wake*, also make a waiting :meth:`poll` return to report them.
+        """
+        state = self._signal_state
+        if state is None or self._closed:
+            return
+        state.arrivals.append((signum, count))
+        if wake:
+            self._post_wake()
+
+    def _on_python_signal(self, signum: int) -> None:
+        """portaio's Python-level handler ran for *signum* (main thread).
+
+        The default ignores it: the same delivery also reached the source
+        (Python's C handler wrote it to the wakeup fd).  A backend whose
+        source can miss deliveries that reach the handler instead (signalfd:
+        a thread that does not block the signal) counts them here.
+        """
+
+    def _close_after_fork(self) -> None:
+        """In a forked child: close the poller's fds without touching what the parent shares.
+
+        The default closes the wake-up fds and calls :meth:`_close_backend`
+        (every fd a poller creates is this process's own copy, so closing it
+        never disturbs the parent).  kqueue overrides it: its fd is not
+        inherited at all.
+        """
+        try:
+            self._close_wake()
+        finally:
+            self._close_backend()
+
+    # ------------------------------------------------------- shared helpers
+    def _check_open(self, fd: int | None = None) -> None:
+        if self._closed:
+            about = "" if fd is None else f" (fd {fd})"
+            raise PollerClosed(f"portaio[{self.name}]: the poller is closed{about}{self._closed_why}")
 
     def _new_token(self) -> int:
         token = self._next_token
@@ -334,11 +730,26 @@ class Poller:
                 raise
             self._always_ready[reg.fd] = reg
 
+    def _ready_with_emulated(self, max_events: int) -> list[Event]:
+        # Always-ready fds and the kernel's events take turns at the front of
+        # the batch, so that with a small max_events neither starves the other.
+        self._emulated_first = first = not self._emulated_first
+        if first:
+            ready = self._emulated_ready(max_events)
+            if len(ready) < max_events:
+                ready.extend(self._wait(0, max_events - len(ready)) or [])
+        else:
+            ready = self._wait(0, max_events) or []
+            if len(ready) < max_events:
+                ready.extend(self._emulated_ready(max_events - len(ready)))
+        return ready
+
     def _emulated_ready(self, max_events: int) -> list[Event]:
         # Regular files are always ready (POSIX); the kernel refused to watch them.
         ready: list[Event] = []
         with self._lock:
-            for reg in self._always_ready.values():
+            regs = self._always_ready
+            for reg in list(regs.values()):
                 flags = reg.events & (READABLE | WRITABLE)
                 if not reg.armed or not flags:
                     continue
@@ -347,6 +758,9 @@ class Poller:
                 ready.append(Event(reg.fd, flags, reg.data))
                 if reg.events & (ONESHOT | EDGE):
                     reg.armed = False
+                # Reported fds go last, so the next batch starts with the others.
+                del regs[reg.fd]
+                regs[reg.fd] = reg
         return ready
 
     def _fd_of(self, fileobj: Any) -> int:
@@ -408,10 +822,16 @@ class Poller:
         if mask & EXCLUSIVE and mask & ONESHOT:
             raise Unsupported(self.name, "EXCLUSIVE with ONESHOT", f"fd {fd}; the kernel refuses it")
         if mask & EXCLUSIVE and mask & (PRIORITY | RDHUP):
-            raise Unsupported(self.name, "EXCLUSIVE with PRIORITY or RDHUP", f"fd {fd}; the kernel refuses it")
+            raise Unsupported(
+                self.name, "EXCLUSIVE with PRIORITY or RDHUP", f"fd {fd}; the kernel refuses it"
+            )
         if caps.max_fd is not None and fd > caps.max_fd:
             raise ValueError(f"portaio[{self.name}]: fd {fd} is above the backend's limit {caps.max_fd}")
+        self._check_interest(fd, mask)
         return mask
+
+    def _check_interest(self, fd: int, events: int) -> None:
+        """Backend hook: raise :class:`Unsupported` for a combination it cannot honour."""
 
     def _add_internal(self, fd: int, events: int, handler: Callable[[], Event | None]) -> Registration:
         """Watch an fd of the poller's own; *handler* runs when it is ready."""

@@ -79,7 +79,18 @@ class UserspacePoller(Poller):
                 pass
         except (BlockingIOError, OSError):
             pass
-        return None
+        return self._wake_fired()
+
+    # The self-pipe serves wake() too: _wake_fired() tells a user's wake-up
+    # from an internal one.
+    def _open_wake(self) -> None:
+        pass
+
+    def _post_wake(self) -> None:
+        self._interrupt()
+
+    def _close_wake(self) -> None:
+        pass
 
     def _close_backend(self) -> None:
         for fd in (self._wakeup_r, self._wakeup_w):
@@ -98,18 +109,27 @@ class UserspacePoller(Poller):
         raw = self._kernel_wait(timeout)
         if not raw:
             return None
+        rest: list[Any] = []
         if len(raw) > max_events:
             # Start where the last truncated batch stopped, so the fds left
             # out come first next time, as epoll's ready list rotates.
             start = self._rotation % len(raw)
-            raw = (raw[start:] + raw[:start])[:max_events]
+            raw = raw[start:] + raw[:start]
+            raw, rest = raw[:max_events], raw[max_events:]
             self._rotation = start + max_events
         if epoch == self._epoch:
             try:
                 return list(map(self._cache.__getitem__, raw))
             except KeyError:
                 pass
-        return self._slow_path(raw, epoch)
+        out = self._slow_path(raw, epoch)
+        while rest and len(out) < max_events:
+            # Entries that yield no event (our own fds, closed fds, spent
+            # one-shots) leave room: fill it, so no ready fd waits a round.
+            more, rest = rest[: max_events - len(out)], rest[max_events - len(out) :]
+            self._rotation += len(more)
+            out += self._slow_path(more, epoch)
+        return out
 
     def _slow_path(self, raw: list[Any], epoch: int) -> list[Event]:
         out: list[Event] = []

@@ -31,7 +31,8 @@ from .._flags import (
     READABLE,
     WRITABLE,
 )
-from .._poller import DEFAULT_MAX_EVENTS, Poller, is_regular_file
+from .._poller import DEFAULT_MAX_EVENTS, Poller
+from .._signals import SignalSource
 from .._types import Capabilities, Event, Registration
 
 try:
@@ -43,6 +44,7 @@ else:
 
 __all__ = ["UNAVAILABLE", "EpollPoller"]
 
+_ONE = (1).to_bytes(8, sys.byteorder)  # an eventfd write adds this 64-bit value
 _CHUNK = 256  # struct formats are cached per event count up to this size
 
 if UNAVAILABLE is None:
@@ -147,9 +149,10 @@ class EpollPoller(Poller):
         self._by_token[reg.token] = reg
 
     def _kernel_refuses(self, reg: Registration, err: OSError) -> bool:
-        # epoll refuses regular files and directories with EPERM; POSIX says
-        # they are always ready, so the poller reports them as such.
-        return err.errno == errno.EPERM and is_regular_file(reg.fd)
+        # epoll refuses files without a poll method (regular files,
+        # directories, /dev/null) with EPERM, and only those; poll(2) reports
+        # such files always readable and writable, so the poller does too.
+        return err.errno == errno.EPERM
 
     def _modify(self, old: Registration, new: Registration) -> None:
         if (old.events | new.events) & EXCLUSIVE:
@@ -255,3 +258,71 @@ class EpollPoller(Poller):
     def _close_backend(self) -> None:
         self._by_token.clear()
         os.close(self._epfd)
+
+    # ------------------------------------ timers, signals, wake-ups (native)
+    # eventfd for wake(), a timerfd armed to the earliest deadline (absolute,
+    # CLOCK_MONOTONIC, no timer slack, unlike epoll_pwait2's timeout) and the
+    # process-wide signalfd of ``_signalfd.py``; all CLOEXEC | NONBLOCK.
+    _signal_kind = "signalfd"
+    _timerfd = -1
+
+    def _open_wake(self) -> None:
+        fd = lib.eventfd(0, lib.EFD_CLOEXEC | lib.EFD_NONBLOCK)
+        if fd < 0:
+            err = ffi.errno
+            raise OSError(err, f"portaio[epoll]: eventfd: {os.strerror(err)}")
+        self._eventfd = int(fd)
+        self._add_internal(self._eventfd, READABLE, self._drain_eventfd)
+
+    def _post_wake(self) -> None:
+        try:
+            os.write(self._eventfd, _ONE)
+        except OSError:
+            pass  # closed meanwhile: nobody waits any more
+
+    def _drain_eventfd(self) -> Event | None:
+        try:
+            os.read(self._eventfd, 8)
+        except OSError:
+            pass
+        return self._wake_fired()
+
+    def _close_wake(self) -> None:
+        # The eventfd and the timerfd (the fds of wake-ups and timers).
+        for fd in (getattr(self, "_eventfd", -1), self._timerfd):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._timerfd = -1
+
+    def _arm_timer(self, deadline: float) -> bool:
+        if self._timerfd < 0:
+            fd = lib.timerfd_create(lib.CLOCK_MONOTONIC, lib.TFD_CLOEXEC | lib.TFD_NONBLOCK)
+            if fd < 0:
+                return False  # poll() falls back on epoll_pwait2's own timeout
+            self._timerfd = int(fd)
+            self._add_internal(self._timerfd, READABLE, self._drain_timerfd)
+        if lib.portaio_timerfd_arm(self._timerfd, deadline) < 0:
+            err = ffi.errno
+            raise OSError(err, f"portaio[epoll]: timerfd_settime: {os.strerror(err)}")
+        return True
+
+    def _drain_timerfd(self) -> Event | None:
+        try:
+            os.read(self._timerfd, 8)
+        except OSError:
+            pass
+        self._timer_fired()
+        return None
+
+    def _new_signal_source(self) -> SignalSource:
+        from ._signalfd import SignalfdSource
+
+        return SignalfdSource()
+
+    def _on_python_signal(self, signum: int) -> None:
+        # A thread that does not block the signal took it: it never reached
+        # the signalfd, so count it here.
+        self._signal_arrived(signum, 1, True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import select
+import threading
 from typing import Any
 
 from .._flags import ERROR, HANGUP, PRIORITY, RDHUP, READABLE, WRITABLE
@@ -50,8 +51,8 @@ class PollPoller(UserspacePoller):
         if UNAVAILABLE is not None:
             raise OSError(UNAVAILABLE)
         self._pollobj = select.poll()
-        self._kernel_masks: dict[int, int] = {}
-        self._pollobj_busy = False
+        self._pollobj_lock = threading.Lock()
+        self._masks: dict[int, int] = {}
 
     def _kernel_watch(self, fd: int, events: int, new: bool) -> None:
         mask = 0
@@ -62,10 +63,10 @@ class PollPoller(UserspacePoller):
             self._pollobj.register(fd, mask)
         else:
             self._pollobj.modify(fd, mask)
-        self._kernel_masks[fd] = mask
+        self._masks[fd] = mask
 
     def _kernel_unwatch(self, fd: int) -> None:
-        self._kernel_masks.pop(fd, None)
+        self._masks.pop(fd, None)
         try:
             self._pollobj.unregister(fd)
         except KeyError:
@@ -75,21 +76,18 @@ class PollPoller(UserspacePoller):
         # select.poll rounds a fractional millisecond up and retries EINTR
         # with the remaining time (PEP 475), running signal handlers.
         ms = None if timeout is None else timeout * 1000.0
-        with self._lock:
-            busy, self._pollobj_busy = self._pollobj_busy, True
-            if busy:
-                # A select.poll object refuses a second concurrent poll()
-                # (RuntimeError): another thread waits on it, so this one
-                # waits on a copy of the interest set.
-                pollobj = select.poll()
-                for fd, mask in self._kernel_masks.items():
-                    pollobj.register(fd, mask)
-        if busy:
-            return pollobj.poll(ms)
-        try:
-            return self._pollobj.poll(ms)
-        finally:
-            self._pollobj_busy = False
+        if self._pollobj_lock.acquire(blocking=False):
+            try:
+                return self._pollobj.poll(ms)
+            finally:
+                self._pollobj_lock.release()
+        # A select.poll object refuses a second concurrent poll() (RuntimeError):
+        # another thread waits on this poller, so this one waits on a copy of
+        # the set.  A change made meanwhile wakes both through the self-pipe.
+        copy = select.poll()
+        for fd, mask in list(self._masks.items()):
+            copy.register(fd, mask)
+        return copy.poll(ms)
 
     def _translate(self, bits: int) -> int:
         ready = 0

@@ -13,6 +13,7 @@ import os
 import select
 from typing import Any
 
+from .._errors import Unsupported
 from .._flags import ERROR, HANGUP, PRIORITY, RDHUP, READABLE, WRITABLE
 from .._types import Capabilities
 from ._userspace import UserspacePoller
@@ -71,6 +72,12 @@ class SelectPoller(UserspacePoller):
         self._urgent: set[int] = set()
         self._masks: dict[int, int] = {}
 
+    def _check_interest(self, fd: int, events: int) -> None:
+        if not events & (READABLE | WRITABLE | RDHUP):
+            # Only select's read and write sets see hang-ups and errors; an fd
+            # in the exceptional set alone would never report them.
+            raise Unsupported(self.name, "PRIORITY alone", f"fd {fd}; add READABLE to see hang-ups")
+
     def _kernel_watch(self, fd: int, events: int, new: bool) -> None:
         self._kernel_unwatch(fd)
         if events & (READABLE | RDHUP):
@@ -94,17 +101,17 @@ class SelectPoller(UserspacePoller):
             if err.errno != errno.EBADF:
                 raise
             # select fails as a whole on a closed fd: report the culprits (the
-            # slow path drops them) and wait on the others all the same, so a
-            # zero-timeout poll does not miss what is ready meanwhile.
+            # slow path drops them) and ask again at once about the others, so
+            # a closed fd hides no ready one.
             closed = self._closed_fds()
             bad = {fd for fd, _ in closed}
             if not bad:
-                return closed
+                return []
             r, w, x = select.select(
                 [fd for fd in self._readers if fd not in bad],
                 [fd for fd in self._writers if fd not in bad],
                 [fd for fd in self._urgent if fd not in bad],
-                timeout,
+                0,
             )
             return closed + self._ready(r, w, x)
         return self._ready(r, w, x)

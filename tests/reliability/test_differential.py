@@ -305,6 +305,8 @@ class PollerAgreement(RuleBasedStateMachine):
             return portaio.Unsupported
         if interest & RDHUP and not caps.rdhup:
             return portaio.Unsupported
+        if name == "select" and not interest & (READABLE | WRITABLE | RDHUP):
+            return portaio.Unsupported  # select sees hang-ups only through its read and write sets
         return None
 
     def _new_reg(self, end: End, interest: int) -> Reg:

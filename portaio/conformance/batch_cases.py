@@ -1,0 +1,77 @@
+"""Conformance: more ready fds than ``max_events`` (DESIGN item 9).
+
+Each call returns at most ``max_events``; the rest come with the next calls,
+none lost and none starved, in every mode.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import portaio
+from portaio.conformance.plugin import Closer
+
+_N = 10
+
+
+def _ready_pipes(poller: portaio.Poller, fds: Closer, mode: int) -> list[int]:
+    readers = []
+    for i in range(_N):
+        r, w = fds.pipe()
+        os.write(w, b"x")
+        poller.register(r, portaio.READABLE | mode, i)
+        readers.append(r)
+    return readers
+
+
+@pytest.mark.parametrize("max_events", [1, 3, 4, _N - 1])
+def test_level_batches_reach_every_fd(poller: portaio.Poller, fds: Closer, max_events: int) -> None:
+    _ready_pipes(poller, fds, 0)
+    seen: set[int] = set()
+    calls = -(-_N // max_events)
+    for _ in range(calls):
+        batch = poller.poll(1.0, max_events)
+        assert len(batch) == max_events
+        assert len({e.data for e in batch}) == max_events
+        seen |= {e.data for e in batch}
+    assert seen == set(range(_N))
+    assert len(poller.poll(0)) == _N  # level: all still ready
+
+
+@pytest.mark.parametrize("mode", ["ONESHOT", "EDGE", "EDGE|ONESHOT"])
+def test_single_report_modes_deliver_each_fd_exactly_once(
+    poller: portaio.Poller, fds: Closer, capabilities: portaio.Capabilities, mode: str
+) -> None:
+    flags = 0
+    for name in mode.split("|"):
+        flags |= portaio.Events[name]
+    if flags & portaio.EDGE and not capabilities.edge:
+        r, _ = fds.pipe()
+        with pytest.raises(portaio.Unsupported, match=poller.backend):
+            poller.register(r, portaio.READABLE | flags)
+        return
+    _ready_pipes(poller, fds, flags)
+    got: list[int] = []
+    for size in (3, 3, 3, 1):
+        batch = poller.poll(1.0, max_events=3)
+        assert len(batch) == size
+        got += [e.data for e in batch]
+    assert sorted(got) == list(range(_N))
+    assert poller.poll(0, max_events=3) == []
+
+
+def test_max_events_larger_than_ready(poller: portaio.Poller, fds: Closer) -> None:
+    _ready_pipes(poller, fds, 0)
+    assert len(poller.poll(0, max_events=10_000)) == _N
+    assert len(poller.poll(0)) == _N
+
+
+def test_many_ready_fds_default_max_events(poller: portaio.Poller, fds: Closer) -> None:
+    pairs = [fds.socketpair() for _ in range(300)]
+    for i, (a, _) in enumerate(pairs):
+        poller.register(a, portaio.WRITABLE, i)
+    events = poller.poll(0)
+    assert sorted(e.data for e in events) == list(range(300))
+    assert len(poller.poll(0, max_events=256)) == 256

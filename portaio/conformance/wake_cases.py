@@ -1,0 +1,112 @@
+"""Conformance: cross-thread wake-ups as events of poll() (DESIGN item 12)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import portaio
+from portaio.conformance.plugin import Closer
+
+_now = time.monotonic
+WAKE_EVENT = portaio.Event(-1, portaio.WAKE, None, 1, 0)
+
+
+def test_wake_before_poll_returns_at_once(poller: portaio.Poller) -> None:
+    poller.wake()
+    start = _now()
+    assert poller.poll(5) == [WAKE_EVENT]
+    assert _now() - start < 1.0
+
+
+def test_wakes_coalesce_and_leave_nothing_behind(poller: portaio.Poller) -> None:
+    for _ in range(100):
+        poller.wake()
+    assert poller.poll(1) == [WAKE_EVENT]
+    start = _now()
+    assert poller.poll(0.03) == []  # drained: no spurious event, no busy loop
+    assert _now() - start >= 0.03
+
+
+def test_wake_from_another_thread_interrupts_a_blocked_poll(poller: portaio.Poller) -> None:
+    def later() -> None:
+        time.sleep(0.02)  # let the main thread block first
+        poller.wake()
+
+    thread = threading.Thread(target=later)
+    start = _now()
+    thread.start()
+    try:
+        events = poller.poll(5)
+    finally:
+        thread.join()
+    assert events == [WAKE_EVENT]
+    assert _now() - start < 2.0
+    assert poller.poll(0) == []
+
+
+def test_wake_from_a_signal_handler(poller: portaio.Poller) -> None:
+    def handler(signum: int, frame: Any) -> None:
+        poller.wake()
+
+    previous = signal.signal(signal.SIGUSR2, handler)
+    try:
+        os.kill(os.getpid(), signal.SIGUSR2)
+        events = poller.poll(5)
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert events == [WAKE_EVENT]
+
+
+def test_wake_alongside_fd_events(poller: portaio.Poller, fds: Closer) -> None:
+    a, b = fds.socketpair()
+    poller.register(a, portaio.READABLE, "sock")
+    b.send(b"x")
+    poller.wake()
+    events = poller.poll(1)
+    if len(events) < 2:
+        events += poller.poll(1)
+    assert sorted(str(e.data) for e in events) == ["None", "sock"]
+    assert WAKE_EVENT in events
+    assert poller.poll(0) == [portaio.Event(a.fileno(), portaio.READABLE, "sock")]
+
+
+def test_wake_with_timers_in_use(poller: portaio.Poller) -> None:
+    poller.add_timer(30.0)
+    poller.wake()
+    assert poller.poll(5) == [WAKE_EVENT]
+    assert poller.poll(0) == []
+
+
+def test_many_threads_waking_never_hang_or_leak(poller: portaio.Poller) -> None:
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            poller.wake()
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(200):
+            assert poller.poll(5) == [WAKE_EVENT]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    leftover = poller.poll(0)
+    assert leftover in ([], [WAKE_EVENT])  # the last wake may land after the last poll
+    assert poller.poll(0) == []
+
+
+def test_wake_on_a_closed_poller_raises(backend: str) -> None:
+    poller = portaio.Poller(backend)
+    poller.close()
+    with pytest.raises(portaio.PollerClosed, match=backend):
+        poller.wake()
