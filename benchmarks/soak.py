@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="echo rounds last this long")
     parser.add_argument("--server-workers", type=int, default=0, help="0: enough for the connections")
     parser.add_argument("--client-procs", type=int, default=0, help="0: enough for the connections")
-    parser.add_argument("--source-ips", type=int, default=0, help="0: one 127.0.0.x per 10,000 connections")
+    parser.add_argument("--source-ips", type=int, default=0, help="0: one 127.0.0.x per 5,000 connections")
     parser.add_argument("--backend", default=None)
     parser.add_argument("--min-payload", type=int, default=16)
     parser.add_argument("--max-payload", type=int, default=1024)
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     per = math.ceil(args.connections / PER_PROCESS)
     args.server_workers = args.server_workers or max(1, per + (1 if args.connections > PER_PROCESS else 0))
     args.client_procs = args.client_procs or max(1, per)
-    args.source_ips = args.source_ips or max(1, math.ceil(args.connections / 10_000))
+    args.source_ips = args.source_ips or max(1, math.ceil(args.connections / 5_000))
 
     listeners = []
     port = 0

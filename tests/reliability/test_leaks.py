@@ -19,7 +19,6 @@ import portaio
 from portaio import ONESHOT, READABLE, WRITABLE
 
 CYCLES = int(os.environ.get("PORTAIO_LEAK_CYCLES", "10000"))
-HAVE_EXTRAS = all(hasattr(portaio.Poller, name) for name in ("add_timer", "add_signal", "wake"))
 
 
 def open_fds() -> set[int]:
@@ -38,13 +37,12 @@ def exercise(p: portaio.Poller, a: socket.socket, b: socket.socket, i: int) -> N
     """One short life of a poller: registrations, timers, a signal, a wake-up, polls."""
     p.register(a, READABLE | (ONESHOT if i % 2 else 0), i)
     p.register(b, WRITABLE)
-    if HAVE_EXTRAS:
-        timer = p.add_timer(0.0 if i % 3 == 0 else 10.0, interval=None if i % 2 else 5.0, data="t")
-        if i % 5 == 0:
-            p.add_signal(signal.SIGUSR2, "sig")
-        p.wake()
-        if i % 7 == 0:
-            timer.cancel()
+    timer = p.add_timer(0.0 if i % 3 == 0 else 10.0, interval=None if i % 2 else 5.0, data="t")
+    if i % 5 == 0:
+        p.add_signal(signal.SIGUSR2, "sig")
+    p.wake()
+    if i % 7 == 0:
+        timer.cancel()
     events = p.poll(0)
     assert any(e.fd == b.fileno() for e in events)
     if i % 4 == 0:
@@ -95,10 +93,10 @@ def _library_fds(backend: str, keep: list[Any]) -> set[int]:
     p = portaio.Poller(backend)
     keep.append(p)
     p.register(a, READABLE)
-    if HAVE_EXTRAS:
-        keep.append(p.add_timer(100.0))
-        keep.append(p.add_signal(signal.SIGUSR2))
-        p.wake()
+    keep.append(p.add_timer(100.0))
+    keep.append(p.add_timer(0.001, interval=0.001))
+    keep.append(p.add_signal(signal.SIGUSR2))
+    p.wake()
     p.poll(0)
     return open_fds() - before
 
@@ -134,7 +132,6 @@ def test_every_library_fd_is_close_on_exec(backend: str, child_sees: str) -> Non
                 item.close()
 
 
-@pytest.mark.skipif(not HAVE_EXTRAS, reason="timers, signals and wake-ups (issue 4) are not in this build")
 def test_signal_disposition_restored_after_many_cycles(backend: str) -> None:
     handler_before = signal.getsignal(signal.SIGUSR2)
     for _ in range(200):

@@ -133,8 +133,7 @@ def run(backend: str, seconds: float) -> Shared:
     ]
     threads.append(threading.Thread(target=s.guard, args=(sender_thread, s)))
     threads += [threading.Thread(target=s.guard, args=(churn_thread, s, seed)) for seed in range(2)]
-    if hasattr(s.p, "wake"):
-        threads += [threading.Thread(target=s.guard, args=(waker_thread, s)) for _ in range(2)]
+    threads += [threading.Thread(target=s.guard, args=(waker_thread, s)) for _ in range(2)]
     for t in threads:
         t.start()
     s.stop.wait(seconds)
