@@ -152,6 +152,10 @@ def run(backend: str, seconds: float) -> Shared:
                 got = [ev for ev in s.p.poll(1.0) if ev.data == ("stable", i)]
                 assert got, f"message {s.received[i]} on stable fd {i} was lost"
         assert sum(s.received) > seconds * 100
+        print(
+            f"\n{backend}: {seconds:g} s, {sum(s.received)} ONESHOT messages, {len(s.unregistered_at)}"
+            f" register/unregister cycles, {s.wakes} wake events"
+        )
     finally:
         s.close()
     return s
