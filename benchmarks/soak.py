@@ -35,9 +35,11 @@ import time
 import zlib
 from typing import Any
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-import portaio
+try:
+    import portaio
+except ImportError:  # run from a source tree without installing: use it
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    import portaio
 from portaio import ERROR, HANGUP, READABLE, WRITABLE
 
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
