@@ -91,6 +91,7 @@ class Poller:
         self._next_token = 1
         self._epoch = 0
         self._waiting = 0
+        self._close_pending = False
         self._closed_why = ""
         self._lock = threading.RLock()
         # Timers and signals: ``_extras`` is the one flag the poll() fast path checks.
@@ -246,34 +247,66 @@ class Poller:
                     events = self._wait(None, max_events)
                     if events:
                         return events
+                    if self._closed:
+                        self._closed_while_waiting()
             deadline = _monotonic() + timeout
             while True:
                 events = self._wait(timeout, max_events)
                 if events:
                     return events
+                if self._closed:
+                    self._closed_while_waiting()
                 timeout = deadline - _monotonic()
                 if timeout <= 0:
                     return []
         finally:
-            self._waiting -= 1
+            self._leave_wait()
 
     def close(self) -> None:
-        """Release the kernel object and every fd the poller created.  Idempotent."""
+        """Release the kernel object and every fd the poller created.  Idempotent.
+
+        A :meth:`poll` blocked in another thread raises :class:`PollerClosed`
+        promptly; the fds are released as soon as it has left the kernel.
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             try:
                 self._close_extras()
-                self._close_wake()
             finally:
-                try:
-                    self._close_backend()
-                finally:
-                    self._regs.clear()
-                    self._internal.clear()
-                    self._cache.clear()
-                    self._always_ready.clear()
+                self._regs.clear()
+                self._cache.clear()
+                self._always_ready.clear()
+                if self._waiting:
+                    # Closing the fds under a waiting thread could swallow the
+                    # wake-up and leave it blocked for good: wake it, and the
+                    # last waiter out releases them (or we do, if it left already).
+                    self._close_pending = True
+                    self._post_wake()
+                if not self._waiting:
+                    self._close_pending = False
+                    self._release()
+
+    def _release(self) -> None:
+        try:
+            self._close_wake()
+        finally:
+            try:
+                self._close_backend()
+            finally:
+                self._internal.clear()
+
+    def _leave_wait(self) -> None:
+        self._waiting -= 1
+        if self._close_pending:
+            with self._lock:
+                if self._close_pending and not self._waiting:
+                    self._close_pending = False
+                    self._release()
+
+    def _closed_while_waiting(self) -> None:
+        raise PollerClosed(f"portaio[{self.name}]: the poller was closed during poll(){self._closed_why}")
 
     def add_timer(self, delay: float, interval: float | None = None, data: Any = None) -> Timer:
         """Start a timer: first expiry *delay* seconds from now, then every *interval* if given.
@@ -401,10 +434,13 @@ class Poller:
         self._waiting += 1
         try:
             while True:
-                out = self._collect_extras(max_events)
+                out = self._collect_extras(max_events, files=False)
+                if len(out) < max_events and self._always_ready:
+                    # Always-ready fds and the kernel's events take turns, as in poll().
+                    out.extend(self._ready_with_emulated(max_events - len(out)))
+                elif out and len(out) < max_events:
+                    out.extend(self._wait(0, max_events - len(out)) or ())
                 if out:
-                    if len(out) < max_events:
-                        out.extend(self._wait(0, max_events - len(out)) or ())
                     return out
                 now = _monotonic()
                 wait = None if end is None else max(end - now, 0.0)
@@ -425,13 +461,16 @@ class Poller:
                     if len(events) < max_events:
                         events.extend(self._collect_extras(max_events - len(events)))
                     return events
+                if self._closed:
+                    self._closed_while_waiting()
                 if end is not None and _monotonic() >= end:
                     return self._collect_extras(max_events)
         finally:
-            self._waiting -= 1
+            self._leave_wait()
 
-    def _collect_extras(self, limit: int) -> list[Event]:
-        out = self._emulated_ready(limit) if self._always_ready else []
+    def _collect_extras(self, limit: int, files: bool = True) -> list[Event]:
+        # Timers and signals first: always-ready fds could fill every batch.
+        out: list[Event] = []
         with self._lock:
             queue = self._timer_queue
             if queue is not None:
@@ -441,6 +480,8 @@ class Poller:
             state = self._signal_state
             if state is not None and len(out) < limit:
                 state.collect(limit - len(out), out)
+        if files and self._always_ready and len(out) < limit:
+            out.extend(self._emulated_ready(limit - len(out)))
         return out
 
     def _timers_changed(self) -> None:

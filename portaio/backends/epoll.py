@@ -143,10 +143,13 @@ class EpollPoller(Poller):
         raise OSError(err, f"portaio[epoll]: {what} fd {fd}: {os.strerror(err)}")
 
     def _add(self, reg: Registration) -> None:
+        # Known before the kernel can report it: a poll() in another thread may
+        # see the event before epoll_ctl returns, and would drop an unknown token.
+        self._by_token[reg.token] = reg
         err = self._ctl(lib.EPOLL_CTL_ADD, reg)
         if err:
+            del self._by_token[reg.token]
             self._raise(err, "cannot watch", reg.fd)
-        self._by_token[reg.token] = reg
 
     def _kernel_refuses(self, reg: Registration, err: OSError) -> bool:
         # epoll refuses files without a poll method (regular files,
@@ -155,6 +158,10 @@ class EpollPoller(Poller):
         return err.errno == errno.EPERM
 
     def _modify(self, old: Registration, new: Registration) -> None:
+        # The new token is known before the kernel can report it (see _add):
+        # otherwise a ONESHOT re-armed while another thread polls could fire
+        # into a lookup that drops it, and never fire again.
+        self._by_token[new.token] = new
         if (old.events | new.events) & EXCLUSIVE:
             # EPOLL_CTL_MOD refuses EPOLLEXCLUSIVE (EINVAL): delete and add again.
             err = self._ctl(lib.EPOLL_CTL_DEL, old)
@@ -165,9 +172,9 @@ class EpollPoller(Poller):
         else:
             err = self._ctl(lib.EPOLL_CTL_MOD, new)
         if err:
+            del self._by_token[new.token]
             self._raise(err, "cannot modify", new.fd)
         del self._by_token[old.token]
-        self._by_token[new.token] = new
 
     def _remove(self, reg: Registration) -> None:
         # EBADF: the fd was closed (epoll dropped it with its last reference).

@@ -91,7 +91,18 @@ def test_file_with_sockets_and_nothing_else_ready(
     assert got == {"file": portaio.READABLE, "sock": portaio.READABLE}
 
 
-def test_regular_files_share_max_events_fairly(poller: portaio.Poller, fds: Closer, tmp_path: Path) -> None:
+@pytest.fixture(params=["plain", "timer-pending"])
+def poller_variant(request: pytest.FixtureRequest, poller: portaio.Poller) -> portaio.Poller:
+    """The poller as is, or with a far timer pending (poll() then also serves timers)."""
+    if request.param == "timer-pending":
+        poller.add_timer(3600.0)
+    return poller
+
+
+def test_regular_files_share_max_events_fairly(
+    poller_variant: portaio.Poller, fds: Closer, tmp_path: Path
+) -> None:
+    poller = poller_variant
     files = [fds.add(os.open(tmp_path / f"f{i}", os.O_RDWR | os.O_CREAT)) for i in range(5)]
     for fd in files:
         poller.register(fd, portaio.READABLE, fd)
@@ -103,7 +114,10 @@ def test_regular_files_share_max_events_fairly(poller: portaio.Poller, fds: Clos
     assert seen == set(files)
 
 
-def test_regular_file_does_not_starve_sockets(poller: portaio.Poller, fds: Closer, tmp_path: Path) -> None:
+def test_regular_file_does_not_starve_sockets(
+    poller_variant: portaio.Poller, fds: Closer, tmp_path: Path
+) -> None:
+    poller = poller_variant
     f = fds.add(os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT))
     a, b = fds.socketpair()
     poller.register(f, portaio.READABLE, "file")
@@ -137,3 +151,12 @@ def test_poller_without_fd_cannot_be_registered(backend: str, poller: portaio.Po
         else:
             with pytest.raises(ValueError, match="fd -1"):
                 poller.register(other, portaio.READABLE)
+
+
+def test_regular_files_do_not_starve_timers(poller: portaio.Poller, fds: Closer, tmp_path: Path) -> None:
+    files = [fds.add(os.open(tmp_path / f"f{i}", os.O_RDWR | os.O_CREAT)) for i in range(3)]
+    for fd in files:
+        poller.register(fd, portaio.READABLE, fd)
+    poller.add_timer(0.0, data="timer")
+    seen = [e.data for _ in range(4) for e in poller.poll(1.0, max_events=1)]
+    assert "timer" in seen and set(files) <= set(seen), seen

@@ -15,24 +15,7 @@ import socket
 import pytest
 
 import portaio
-from portaio.conformance.plugin import Closer, ready_map
-
-
-def _open_fds() -> set[int]:
-    try:
-        listed = {int(name) for name in os.listdir("/proc/self/fd")}
-    except FileNotFoundError:  # pragma: no cover - no /proc (macOS, BSD)
-        listed = set(range(4096))
-    # The listing's own directory fd shows in it, closed by now.
-    return {fd for fd in listed if _is_open(fd)}
-
-
-def _is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
+from portaio.conformance.plugin import Closer, is_open, open_fds, ready_map
 
 
 def test_no_event_after_unregister(poller: portaio.Poller, fds: Closer) -> None:
@@ -130,7 +113,7 @@ def test_dup_registered_separately_is_independent(poller: portaio.Poller, fds: C
 
 def test_close_releases_every_fd(backend: str) -> None:
     gc.collect()
-    before = _open_fds()
+    before = open_fds()
     for _ in range(20):
         p = portaio.Poller(backend)
         p.close()
@@ -140,7 +123,7 @@ def test_close_releases_every_fd(backend: str) -> None:
     for _ in range(5):
         portaio.Poller(backend)  # dropped without close
     gc.collect()
-    assert _open_fds() == before
+    assert open_fds() == before
 
 
 def test_failed_calls_leak_no_fd(poller: portaio.Poller, fds: Closer) -> None:
@@ -150,7 +133,7 @@ def test_failed_calls_leak_no_fd(poller: portaio.Poller, fds: Closer) -> None:
     os.close(w)
     poller.poll(0)
     gc.collect()
-    before = _open_fds()
+    before = open_fds()
     for _ in range(10):
         with pytest.raises(ValueError):
             poller.register(-1, portaio.READABLE)
@@ -159,26 +142,26 @@ def test_failed_calls_leak_no_fd(poller: portaio.Poller, fds: Closer) -> None:
         poller.register(a, portaio.READABLE)
         poller.unregister(a)
         poller.poll(0)
-    assert _open_fds() == before
+    assert open_fds() == before
 
 
 def test_poller_fds_are_close_on_exec(backend: str) -> None:
     gc.collect()
-    before = _open_fds()
+    before = open_fds()
     with portaio.Poller(backend) as p:
-        own = _open_fds() - before
+        own = open_fds() - before
         for fd in own:
             assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC, f"fd {fd} of {p!r} is inheritable"
         if p.fileno() >= 0:
             assert p.fileno() in own
-    assert not (_open_fds() - before)
+    assert not (open_fds() - before)
 
 
 def test_fileno_is_the_kernel_object_or_minus_one(poller: portaio.Poller) -> None:
     fd = poller.fileno()
     assert isinstance(fd, int)
     if fd >= 0:
-        assert _is_open(fd)
+        assert is_open(fd)
     else:
         assert fd == -1
 

@@ -138,3 +138,22 @@ def poll_until(
             return events
         if remaining <= 0:
             raise AssertionError(f"condition not met within {timeout} s; last poll gave {events}")
+
+
+def open_fds() -> set[int]:
+    """The fds open in this process (via ``/proc/self/fd`` where there is one)."""
+    try:
+        listed = {int(name) for name in os.listdir("/proc/self/fd")}
+    except FileNotFoundError:  # pragma: no cover - no /proc (macOS, BSD)
+        listed = set(range(4096))
+    # The listing's own directory fd shows in it, closed by now.
+    return {fd for fd in listed if is_open(fd)}
+
+
+def is_open(fd: int) -> bool:
+    """True if *fd* is an open file descriptor."""
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True

@@ -1,7 +1,8 @@
 """Conformance: changes from another thread while a poll blocks (DESIGN item 10).
 
 A register, modify or unregister made while another thread waits in
-``poll()`` takes effect in that wait, without waiting out its timeout.
+``poll()`` takes effect in that wait, without waiting out its timeout; a
+``close()`` ends that wait with :class:`portaio.PollerClosed`.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 import portaio
-from portaio.conformance.plugin import Closer
+from portaio.conformance.plugin import Closer, open_fds
 
 _LONG = 5.0  # the blocked poll's timeout; the change must end it far sooner
 
@@ -163,3 +166,53 @@ def test_several_threads_poll_one_poller(poller: portaio.Poller, fds: Closer) ->
     poller.modify(a, portaio.READABLE, "level")
     waiters = [_Waiter(poller, timeout=1.0) for _ in range(2)]
     assert all([e.data for e in w.join()] == ["level"] for w in waiters)
+
+
+def test_oneshot_changes_from_another_thread_never_lost(poller: portaio.Poller, fds: Closer) -> None:
+    # The kernel may report a new registration to the waiting thread before
+    # the changing thread has returned: that event must not be dropped, or a
+    # one-shot is gone for good.
+    a, _ = fds.socketpair()
+    lost = []
+    for i in range(60):
+        results: list[list[portaio.Event]] = []
+        started = threading.Event()
+
+        def wait(started: threading.Event = started, results: list[list[portaio.Event]] = results) -> None:
+            started.set()
+            results.append(poller.poll(1.0))
+
+        thread = threading.Thread(target=wait, daemon=True)
+        thread.start()
+        started.wait(2.0)
+        if i % 2 == 0:
+            poller.register(a, portaio.WRITABLE | portaio.ONESHOT, i)
+        else:
+            poller.modify(a, portaio.WRITABLE | portaio.ONESHOT, i)
+        thread.join(3.0)
+        if [e.data for e in results[0]] != [i]:
+            lost.append((i, results[0]))
+            poller.poll(0)
+        if i % 2:
+            poller.unregister(a)
+    assert not lost, f"one-shot events lost or wrong: {lost[:5]}"
+
+
+@pytest.mark.parametrize("timeout", [_LONG, None])
+@pytest.mark.parametrize("variant", ["plain", "timer-pending"])
+def test_close_from_another_thread_ends_a_blocked_poll(
+    backend: str, fds: Closer, timeout: float | None, variant: str
+) -> None:
+    a, _ = fds.socketpair()
+    before = open_fds()
+    poller = portaio.Poller(backend)
+    poller.register(a, portaio.READABLE)
+    if variant == "timer-pending":
+        poller.add_timer(3600.0)
+    waiter = _Waiter(poller, timeout)
+    t0 = time.monotonic()
+    poller.close()
+    with pytest.raises(portaio.PollerClosed, match=rf"portaio\[{backend}\]"):
+        waiter.join()
+    assert time.monotonic() - t0 < _LONG / 2
+    assert open_fds() <= before, "close() left fds of the poller open"
