@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from setuptools import setup
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from build_ffi import kqueue_build_flags
 
 
 def cffi_modules() -> list[str]:
@@ -12,6 +17,10 @@ def cffi_modules() -> list[str]:
     modules = []
     if sys.platform.startswith("linux"):
         modules.append("build_ffi.py:epoll_ffi")
+    flags, why = kqueue_build_flags()
+    if flags is not None:
+        modules.append("build_ffi.py:kqueue_ffi")
+    print(f"portaio: kqueue backend {'built with' if flags is not None else 'not built:'} {why}")
     return modules
 
 

@@ -14,11 +14,13 @@ kernel mechanism.
 from __future__ import annotations
 
 import errno
+import functools
 import math
 import os
 import stat
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -100,7 +102,7 @@ class Poller:
         self._armed_deadline: float | None = None
         self._native_timer = False
         self._signal_state: PollerSignals | None = None
-        self._signal_source: SignalSource | None = None
+        self._signal_sources: dict[str, SignalSource] = {}
         self._wake_pending = False
         self._closed = True  # until _open succeeds: a failed _open cleans up after itself
         self._open()
@@ -527,7 +529,14 @@ class Poller:
         if queue is not None:
             queue.clear()
         state = self._signal_state
-        if state is not None:
+        if state is not None and state.watches:
+            if threading.current_thread() is not threading.main_thread():
+                warnings.warn(
+                    f"portaio[{self.name}]: a poller watching signals was closed outside the main thread;"
+                    " the main thread's signal handlers and mask may not be restored",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
             for watch in list(state.watches.values()):
                 self._drop_signal(watch)
 
@@ -546,7 +555,7 @@ class Poller:
         if self._signal_state is not None:
             for watch in self._signal_state.watches.values():
                 watch._poller = None
-        self._signal_source = None  # _signals.forget_after_fork() closes the shared sources
+        self._signal_sources = {}  # _signals.forget_after_fork() closes the shared sources
         try:
             self._close_after_fork()
         except OSError:
@@ -641,54 +650,78 @@ class Poller:
             except OSError:
                 pass
 
-    _signal_kind: ClassVar[str] = "wakeup-fd"
-    """Which shared :class:`~portaio._signals.SignalSource` the default signal hooks use."""
+    _signal_kinds: ClassVar[tuple[str, ...]] = ("wakeup-fd",)
+    """The shared signal sources (``_signals.SignalSource``) the default signal hooks use."""
 
-    def _new_signal_source(self) -> SignalSource:
-        """Create the process-wide signal source of this backend's kind (first watch only).
+    def _new_signal_source(self, kind: str) -> SignalSource:
+        """Create the process-wide signal source *kind* (first watch in the process only).
 
-        Default: :func:`signal.set_wakeup_fd` on a pipe (:class:`WakeupFdSource`).
+        Default: ``"wakeup-fd"``, :func:`signal.set_wakeup_fd` on a pipe
+        (``WakeupFdSource``): Python's C-level handler writes each delivery
+        there, in whichever thread the kernel picked.
         """
+        if kind != "wakeup-fd":
+            raise ValueError(f"portaio[{self.name}]: unknown signal source {kind!r}")
         return WakeupFdSource()
 
     def _watch_signal(self, signum: int) -> None:
         """Start receiving *signum* (main thread, under ``self._lock``; portaio's handler is installed).
 
-        The default shares the process-wide source of :attr:`_signal_kind`
-        with every poller of that kind and watches its fd internally.  A
-        backend whose kernel tells each poller separately (kqueue's
-        EVFILT_SIGNAL) overrides this and :meth:`_unwatch_signal`, and calls
-        :meth:`_signal_arrived` for each delivery it sees.
+        The default shares the process-wide sources named by
+        :attr:`_signal_kinds` with every poller using them, and watches their
+        fds internally; whichever poller drains a source hands the deliveries
+        to every poller watching the signal.  A backend whose kernel tells
+        each poller separately (kqueue's EVFILT_SIGNAL) overrides this and
+        :meth:`_unwatch_signal`, and calls :meth:`_signal_arrived` for each
+        delivery it sees.
         """
-        source = self._signal_source
-        if source is None:
-            source = _signals.acquire_source(self._signal_kind, self._new_signal_source)
+        sources = self._signal_sources
+        if not sources:
             try:
-                self._add_internal(source.fd, READABLE, self._drain_signal_source)
+                for kind in self._signal_kinds:
+                    source = _signals.acquire_source(kind, functools.partial(self._new_signal_source, kind))
+                    sources[kind] = source
+                    limit = self.capabilities.max_fd
+                    if limit is not None and source.fd > limit:
+                        raise ValueError(
+                            f"portaio[{self.name}]: the signal source's fd {source.fd} is above"
+                            f" the backend's limit {limit}"
+                        )
+                    self._add_internal(
+                        source.fd, READABLE, functools.partial(self._drain_signal_source, source)
+                    )
             except BaseException:
-                _signals.release_source(self._signal_kind)
+                self._release_signal_sources()
                 raise
-            self._signal_source = source
             self._changed()
-        source.add(signum)
+        started: list[SignalSource] = []
+        try:
+            for source in sources.values():
+                source.add(signum)
+                started.append(source)
+        except BaseException:
+            for source in started:
+                source.remove(signum)
+            raise
 
     def _unwatch_signal(self, signum: int) -> None:
         """Stop receiving *signum*; restore its mask (main thread, under ``self._lock``)."""
-        source = self._signal_source
-        if source is None:
-            return
-        source.remove(signum)
+        for source in self._signal_sources.values():
+            source.remove(signum)
         state = self._signal_state
         if state is None or not state.watches:
-            self._signal_source = None
-            self._remove_internal(source.fd)
-            _signals.release_source(self._signal_kind)
+            self._release_signal_sources()
 
-    def _drain_signal_source(self) -> Event | None:
-        source = self._signal_source
-        if source is not None:
-            for signum, count in source.drain().items():
-                _signals.deliver(signum, count, self)
+    def _release_signal_sources(self) -> None:
+        sources = self._signal_sources
+        for kind, source in list(sources.items()):
+            del sources[kind]
+            self._remove_internal(source.fd)
+            _signals.release_source(kind)
+
+    def _drain_signal_source(self, source: SignalSource) -> Event | None:
+        for signum, count in source.drain().items():
+            _signals.deliver(signum, count, self)
         return None
 
     def _signal_arrived(self, signum: int, count: int, wake: bool = False) -> None:
@@ -706,10 +739,10 @@ class Poller:
     def _on_python_signal(self, signum: int) -> None:
         """portaio's Python-level handler ran for *signum* (main thread).
 
-        The default ignores it: the same delivery also reached the source
-        (Python's C handler wrote it to the wakeup fd).  A backend whose
-        source can miss deliveries that reach the handler instead (signalfd:
-        a thread that does not block the signal) counts them here.
+        The default ignores it: the same delivery also reached a source
+        (Python's C handler wrote it to the wakeup fd, or the kernel counted
+        it for kqueue's EVFILT_SIGNAL).  A backend whose sources can miss a
+        delivery that reaches the handler counts it here.
         """
 
     def _close_after_fork(self) -> None:

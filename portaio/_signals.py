@@ -183,8 +183,9 @@ class WakeupFdSource(SignalSource):
 
 
 def _python_handler(signum: int, frame: Any) -> None:
-    # Runs in the main thread for deliveries the poller's source did not take
-    # (on epoll: a thread that does not block the signal got it).
+    # Python runs it in the main thread for each delivery that reached its C
+    # handler (which already wrote it to the wakeup fd).  Installed so that the
+    # signal's previous disposition (often: terminate) does not apply.
     for poller in list(_watchers.get(signum, ())):
         poller._on_python_signal(signum)
 

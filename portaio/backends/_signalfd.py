@@ -7,9 +7,9 @@ removal unblocks it again unless it was blocked before.  What that means:
 * threads started afterwards from the main thread inherit the blocked mask;
   a thread that does not block the signal (started earlier, or by C code)
   may be chosen by the kernel for a process-directed signal, which then runs
-  portaio's Python-level handler instead of reaching the signalfd: the epoll
-  backend counts it there too (:meth:`EpollPoller._on_python_signal`), but
-  only once the main thread runs Python code;
+  Python's C-level handler instead of reaching the signalfd: that handler
+  writes it to Python's wakeup fd, which the epoll backend watches as well
+  (``_signal_kinds``), so it arrives all the same;
 * the blocked mask survives ``execve``: a child started with
   :mod:`subprocess` while a signal is watched starts with it blocked (pass
   ``preexec_fn`` or restore it in the child if that matters);

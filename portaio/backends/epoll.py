@@ -270,7 +270,10 @@ class EpollPoller(Poller):
     # eventfd for wake(), a timerfd armed to the earliest deadline (absolute,
     # CLOCK_MONOTONIC, no timer slack, unlike epoll_pwait2's timeout) and the
     # process-wide signalfd of ``_signalfd.py``; all CLOEXEC | NONBLOCK.
-    _signal_kind = "signalfd"
+    # Signals: the signalfd takes what the kernel delivers while they are
+    # blocked; Python's wakeup fd catches those a thread that does not block
+    # them took (it runs Python's C-level handler, which writes there).
+    _signal_kinds = ("signalfd", "wakeup-fd")
     _timerfd = -1
 
     def _open_wake(self) -> None:
@@ -324,12 +327,9 @@ class EpollPoller(Poller):
         self._timer_fired()
         return None
 
-    def _new_signal_source(self) -> SignalSource:
+    def _new_signal_source(self, kind: str) -> SignalSource:
+        if kind != "signalfd":
+            return super()._new_signal_source(kind)
         from ._signalfd import SignalfdSource
 
         return SignalfdSource()
-
-    def _on_python_signal(self, signum: int) -> None:
-        # A thread that does not block the signal took it: it never reached
-        # the signalfd, so count it here.
-        self._signal_arrived(signum, 1, True)

@@ -15,6 +15,9 @@ import pytest
 
 import portaio
 
+# Known libkqueue deviations are skipped for kqueue-on-libkqueue only.
+pytest_plugins = ["portaio.conformance.libkqueue"]
+
 _selected = os.environ.get("PORTAIO_TEST_BACKENDS")
 BACKENDS = tuple(_selected.split(",")) if _selected else portaio.BACKEND_NAMES
 

@@ -80,6 +80,30 @@ def test_signal_interrupts_a_blocked_poll(poller: portaio.Poller) -> None:
     assert _now() - start < 2.0
 
 
+def test_signal_taken_by_a_thread_started_before_still_arrives(poller: portaio.Poller) -> None:
+    # The thread exists before add_signal(), so it does not block the signal
+    # where a backend blocks it (epoll): the kernel may deliver it there.
+    go = threading.Event()
+
+    def sender() -> None:
+        go.wait(5)
+        time.sleep(0.02)  # let the main thread block in poll() first
+        os.kill(os.getpid(), USR1)
+
+    thread = threading.Thread(target=sender)
+    thread.start()
+    try:
+        poller.add_signal(USR1, data="early thread")
+        go.set()
+        start = _now()
+        events = signal_events(poller)
+    finally:
+        go.set()
+        thread.join()
+    assert [(e.data, e.signum) for e in events] == [("early thread", USR1)]
+    assert _now() - start < 2.0
+
+
 def test_remove_restores_handler_and_mask_exactly(poller: portaio.Poller) -> None:
     calls: list[int] = []
 

@@ -101,10 +101,10 @@ def test_repeating_timer_keeps_its_grid(poller: portaio.Poller) -> None:
 
 
 def test_missed_expirations_are_counted_once(poller: portaio.Poller) -> None:
-    interval = 0.005
+    interval = 0.025
     before = _now()
     timer = poller.add_timer(interval, interval, data="r")
-    end = before + 0.032
+    end = before + 6.5 * interval
     while _now() < end:  # the program is busy: expirations pile up
         pass
     asked = _now()
@@ -112,7 +112,9 @@ def test_missed_expirations_are_counted_once(poller: portaio.Poller) -> None:
     assert event.times >= 6
     deadline = timer.deadline
     assert deadline is not None and deadline > asked  # the next one is still ahead
-    assert timer_events(poller.poll(0)) == []
+    again = timer_events(poller.poll(0))
+    if _now() < deadline:  # a loaded machine may have passed the next deadline meanwhile
+        assert again == []
 
 
 def test_cancel_before_expiry(poller: portaio.Poller) -> None:
@@ -177,8 +179,8 @@ def test_zero_delay_is_due_at_once(poller: portaio.Poller) -> None:
 
 def test_huge_delay_never_fires_and_does_not_block_others(poller: portaio.Poller) -> None:
     huge = poller.add_timer(1e8, data="huge")
-    poller.add_timer(0.01, data="soon")
     start = _now()
+    poller.add_timer(0.01, data="soon")
     assert [e.data for e, _ in collect_timers(poller, 1)] == ["soon"]
     assert _now() - start >= 0.01
     assert poller.poll(0.01) == []
@@ -232,6 +234,20 @@ def test_ten_thousand_timers(poller: portaio.Poller) -> None:
     assert poller.poll(0) == []
 
 
+def test_cancelling_most_timers_keeps_the_rest_in_order(poller: portaio.Poller) -> None:
+    timers = [poller.add_timer(0.001 + (i % 97) * 0.0001, data=i) for i in range(2000)]
+    survivors = {i for i in range(2000) if i % 10 == 0}
+    for i, timer in enumerate(timers):
+        if i not in survivors:
+            timer.cancel()
+    deadlines = {i: timers[i].deadline or 0.0 for i in survivors}
+    assert all(timers[i].active for i in survivors)
+    got = [event.data for event, _ in collect_timers(poller, len(survivors))]
+    assert sorted(got) == sorted(survivors)
+    assert [deadlines[i] for i in got] == sorted(deadlines[i] for i in got)
+    assert poller.poll(0.005) == []
+
+
 def test_max_events_splits_without_loss(poller: portaio.Poller, fds: Closer) -> None:
     for name in "abc":
         poller.add_timer(0.0, data=name)
@@ -256,6 +272,22 @@ def test_timers_and_fd_events_in_one_poll(poller: portaio.Poller, fds: Closer) -
     while _now() < end:
         pass
     assert sorted(str(e.data) for e in poller.poll(1)) == ["sock", "t"]
+
+
+def test_timers_beside_an_always_ready_regular_file(poller: portaio.Poller) -> None:
+    import tempfile
+
+    with tempfile.TemporaryFile() as handle:
+        poller.register(handle, portaio.READABLE, "file")
+        start = _now()
+        poller.add_timer(0.02, data="t")
+        seen: set[str] = set()
+        while "t" not in seen:
+            assert _now() - start < 5, "the timer never came"
+            seen.update(str(e.data) for e in poller.poll(1))
+        assert _now() - start >= 0.02
+        assert "file" in seen
+        poller.unregister(handle)
 
 
 def test_timer_added_from_another_thread_wakes_a_blocked_poll(poller: portaio.Poller) -> None:
@@ -286,3 +318,59 @@ def test_close_cancels_timers_and_refuses_new_ones(backend: str) -> None:
         poller.add_timer(0.01)
     with pytest.raises(portaio.PollerClosed):
         timer.rearm(0.01)
+
+
+@pytest.mark.slow
+def test_soak_timers_and_wakes_from_many_threads(poller: portaio.Poller) -> None:
+    """Threads start, cancel and wake for seconds: nothing early, lost or doubled."""
+    stop = threading.Event()
+    lock = threading.Lock()
+    kept: dict[tuple[int, int], float] = {}  # timers not cancelled -> deadline
+    dropped: set[tuple[int, int]] = set()  # cancelled before their expiry was reported
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        n = 0
+        while not stop.is_set():
+            n += 1
+            key = (seed, n)
+            timer = poller.add_timer(rng.random() * 0.003, data=key)
+            deadline = timer.deadline
+            cancelled = rng.random() < 0.3 and timer.cancel()
+            with lock:
+                if cancelled:
+                    dropped.add(key)
+                else:
+                    kept[key] = deadline if deadline is not None else 0.0
+            if rng.random() < 0.1:
+                poller.wake()
+            time.sleep(0.0003)
+
+    seen: dict[tuple[int, int], list[float]] = {}
+
+    def record(events: list[portaio.Event]) -> None:
+        now = _now()
+        for event in events:
+            if event.events & portaio.TIMER:
+                seen.setdefault(event.data, []).append(now)
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        end = _now() + 5
+        while _now() < end:
+            record(poller.poll(0.05))
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    drain_end = _now() + 0.1
+    while _now() < drain_end:
+        record(poller.poll(0.02))
+    assert [key for key, times in seen.items() if len(times) > 1] == []
+    assert set(kept) - set(seen) == set()
+    assert dropped & set(seen) == set()
+    # A timer whose deadline was read after it fired has deadline None (0.0 here).
+    early = [key for key, times in seen.items() if key in kept and times[0] < kept[key]]
+    assert early == []

@@ -305,6 +305,8 @@ class PollerAgreement(RuleBasedStateMachine):
             return portaio.Unsupported
         if interest & RDHUP and not caps.rdhup:
             return portaio.Unsupported
+        if interest & PRIORITY and not caps.priority:
+            return portaio.Unsupported  # kqueue without EVFILT_EXCEPT (libkqueue, older BSDs)
         if name == "select" and not interest & (READABLE | WRITABLE | RDHUP):
             return portaio.Unsupported  # select sees hang-ups only through its read and write sets
         return None
