@@ -28,6 +28,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,14 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 import portaio
 from portaio import EDGE, ERROR, HANGUP, ONESHOT, PRIORITY, RDHUP, READABLE, WRITABLE
 
-BACKENDS = portaio.available_backends()
+# kqueue polls last: on Linux it is libkqueue, whose EV_EOF handling reads the
+# socket's pending error with getsockopt(SO_ERROR) and so clears it (a BSD
+# kernel reports it in fflags without clearing it); the model follows suit.
+BACKENDS = sorted(portaio.available_backends(), key=lambda name: name == "kqueue")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"),
+    reason="the model encodes Linux's readiness rules for unix sockets and pipes",
+)
 ALWAYS = HANGUP | ERROR
 MAX_PENDING = 16 * 1024  # unread bytes per direction: far below every buffer, so writers stay writable
 MAX_WRITES = 8  # unread writes per direction (each unix skb costs ~1 KiB of send buffer)
@@ -380,7 +388,9 @@ class PollerAgreement(RuleBasedStateMachine):
         by_fd = {e.fd: e for e in self.live if not e.closed}
         for name, poller in self.pollers.items():
             got: dict[int, Any] = {}
-            for ev in poller.poll(0):
+            evs = poller.poll(0)
+            reported = [ev.fd for ev in evs]
+            for ev in evs:
                 assert ev.fd not in got, f"{name}: fd {ev.fd} reported twice in one poll"
                 got[ev.fd] = ev
             for fd, reg in self.regs[name].items():
@@ -421,6 +431,10 @@ class PollerAgreement(RuleBasedStateMachine):
                     if reg.interest & ONESHOT:
                         reg.armed = False
             assert not got, f"{name}: events for unregistered fds: {list(got.values())}"
+            if name == "kqueue":  # libkqueue read SO_ERROR, which cleared it (see BACKENDS)
+                for fd in reported:
+                    if fd in by_fd and by_fd[fd].kind == "sock":
+                        by_fd[fd].err = 0
 
     @invariant()
     def registrations_agree(self) -> None:
