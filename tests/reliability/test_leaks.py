@@ -140,3 +140,39 @@ def test_signal_disposition_restored_after_many_cycles(backend: str) -> None:
     assert signal.getsignal(signal.SIGUSR2) is handler_before
     if hasattr(signal, "pthread_sigmask"):
         assert signal.SIGUSR2 not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+_DROPPED_WATCH = """
+import gc, os, signal, sys
+import portaio
+def fds():
+    return len(os.listdir("/proc/self/fd"))
+gc.collect()
+before, handler = fds(), signal.getsignal(signal.SIGUSR2)
+for _ in range(5):
+    p = portaio.Poller(sys.argv[1])
+    p.add_signal(signal.SIGUSR2)
+    p.poll(0)
+    del p
+gc.collect()
+print(fds() - before, signal.getsignal(signal.SIGUSR2) is handler)
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="the signal registry (portaio/_signals.py _watchers) holds pollers strongly:"
+    " a poller dropped without close() keeps its watch, and its fds, for good",
+)
+def test_poller_with_a_signal_watch_dropped_without_close_is_released(backend: str) -> None:
+    # In a child process: the leaked watches must not outlive this test.
+    out = subprocess.run(
+        [sys.executable, "-c", _DROPPED_WATCH, backend],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.split()
+    assert out == ["0", "True"], f"{out[0]} fds left open; handler restored: {out[1]}"
