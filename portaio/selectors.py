@@ -1,0 +1,319 @@
+"""A :mod:`selectors` drop-in over the :class:`~portaio.Poller`.
+
+``PortaioSelector`` is a :class:`selectors.BaseSelector` with the standard
+library's contract, errors included; where the standard classes differ from
+each other it behaves as :class:`selectors.EpollSelector` (see
+``docs/asyncio.rst``).  ``asyncio.SelectorEventLoop(PortaioSelector())`` and
+every other ``selectors`` user runs unchanged.
+
+Speed comes from the Poller's event cache: each registration's data is its
+:class:`~selectors.SelectorKey`, and the selector's poller caches the finished
+``(key, mask)`` pair per kernel record instead of an :class:`~portaio.Event`,
+so :meth:`PortaioSelector.select` returns the poller's result as it is.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import selectors
+import weakref
+from collections.abc import Iterator, Mapping
+from selectors import EVENT_READ, EVENT_WRITE, SelectorKey
+from typing import Any
+
+from ._errors import PollerClosed
+from ._flags import READABLE, WRITABLE
+from ._poller import Poller, is_regular_file
+from ._types import Registration
+from .backends import backend_class
+
+__all__ = ["EVENT_READ", "EVENT_WRITE", "DefaultSelector", "PortaioSelector", "SelectorKey"]
+
+_VALID = EVENT_READ | EVENT_WRITE
+_NOT_WRITABLE = ~int(WRITABLE)
+_NOT_READABLE = ~int(READABLE)
+
+
+def _fileobj_to_fd(fileobj: Any) -> int:
+    # The standard library's rules, messages included (selectors._fileobj_to_fd).
+    if isinstance(fileobj, int):
+        fd = fileobj
+    else:
+        try:
+            fd = int(fileobj.fileno())
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError(f"Invalid file object: {fileobj!r}") from None
+    if fd < 0:
+        raise ValueError(f"Invalid file descriptor: {fd}")
+    return fd
+
+
+def _remember_key_mask(self: Poller, reg: Registration, key: Any, ready: int, cache: bool = True) -> Any:
+    """Cache ``(SelectorKey, mask)`` for a kernel record instead of an Event.
+
+    As ``selectors.EpollSelector`` does, a hang-up or error (any flag besides
+    the other direction) counts as both readable and writable, limited to
+    what the key asked for.
+    """
+    sel_key: SelectorKey = reg.data
+    mask = 0
+    if ready & _NOT_READABLE:
+        mask |= EVENT_WRITE
+    if ready & _NOT_WRITABLE:
+        mask |= EVENT_READ
+    item: Any = (sel_key, mask & sel_key.events)  # cached in place of an Event
+    if cache and len(reg.keys) < 16:
+        reg.keys.append(key)
+        self._cache[key] = item
+    return item
+
+
+_POLLER_CLASSES: dict[type[Poller], type[Poller]] = {}
+_with_fast_path: weakref.WeakSet[PortaioSelector] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # The child's poller is retired (portaio._fork); so is the selector's own
+    # duplicate of the epoll fd, which would otherwise share the parent's
+    # epoll instance and take its events.
+    for selector in list(_with_fast_path):
+        selector._drop_fast_path()
+    _with_fast_path.clear()
+
+
+_fork_hooked = False
+
+
+def _track_fork(selector: PortaioSelector) -> None:
+    global _fork_hooked
+    if not _fork_hooked:
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+        _fork_hooked = True
+    _with_fast_path.add(selector)
+
+
+def _selector_poller(backend: str | None) -> Poller:
+    base = backend_class(backend)
+    cls = _POLLER_CLASSES.get(base)
+    if cls is None:
+        cls = type(
+            f"Selector{base.__name__}",
+            (base,),
+            {"_remember": _remember_key_mask, "__module__": __name__, "__doc__": base.__doc__},
+        )
+        _POLLER_CLASSES[base] = cls
+    return cls()
+
+
+class _SelectorMapping(Mapping[Any, SelectorKey]):
+    """The live, read-only ``get_map()`` view: file objects or fds to keys."""
+
+    __slots__ = ("_selector",)
+
+    def __init__(self, selector: PortaioSelector) -> None:
+        self._selector = selector
+
+    def __len__(self) -> int:
+        return len(self._selector._fd_to_key)
+
+    def __getitem__(self, fileobj: Any) -> SelectorKey:
+        selector = self._selector
+        try:
+            return selector._fd_to_key[selector._fileobj_lookup(fileobj)]
+        except KeyError:
+            raise KeyError(f"{fileobj!r} is not registered") from None
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._selector._fd_to_key)
+
+
+class PortaioSelector(selectors.BaseSelector):
+    """A :class:`selectors.BaseSelector` on a portaio :class:`~portaio.Poller`.
+
+    *backend* picks the poller's backend as for ``Poller(backend)`` (``None``:
+    ``$PORTAIO_BACKEND`` or the best one here).  Behaves as
+    :class:`selectors.EpollSelector`: ``ValueError`` for bad events or file
+    objects, ``KeyError`` for duplicate or unknown registrations, the kernel's
+    ``OSError`` with nothing left registered (``PermissionError`` for regular
+    files, on every backend), a quiet ``unregister`` of a closed fd.
+    """
+
+    def __init__(self, backend: str | None = None) -> None:
+        self._poller = poller = _selector_poller(backend)
+        self._fd_to_key: dict[int, SelectorKey] = {}
+        self._map: _SelectorMapping | None = _SelectorMapping(self)
+        self._cached: Any = poller._cache.__getitem__
+        self._kernel_refuses_files = type(poller)._kernel_refuses is not Poller._kernel_refuses
+        # A backend may offer a C-level wait for zero and infinite timeouts
+        # (epoll: the standard library's select.epoll on a dup of its fd).
+        make_fast = getattr(poller, "_stdlib_epoll", None)
+        self._fast: Any = make_fast() if make_fast is not None else None
+        self._fast_poll: Any = self._fast.poll if self._fast is not None else None
+        if self._fast is not None:
+            _track_fork(self)
+
+    @property
+    def backend(self) -> str:
+        """The name of the poller's backend."""
+        return self._poller.name
+
+    def fileno(self) -> int:
+        """The kernel object's fd (epoll, kqueue), or -1 for poll and select."""
+        return self._poller._backend_fileno()
+
+    def _fileobj_lookup(self, fileobj: Any) -> int:
+        try:
+            return _fileobj_to_fd(fileobj)
+        except ValueError:
+            # A file object closed since it was registered: find it by identity.
+            for key in self._fd_to_key.values():
+                if key.fileobj is fileobj:
+                    return key.fd
+            raise
+
+    def _regular_file_error(self, fd: int) -> PermissionError:
+        return PermissionError(
+            errno.EPERM, f"portaio[{self._poller.name}]: fd {fd} is a regular file (always ready)"
+        )
+
+    def _closed_error(self) -> ValueError:
+        return ValueError(f"portaio[{self._poller.name}]: I/O operation on a closed selector")
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> SelectorKey:
+        """Watch *fileobj* for *events* (``EVENT_READ | EVENT_WRITE``); return its key."""
+        if (not events) or (events & ~_VALID):
+            raise ValueError(f"Invalid events: {events!r}")
+        fd = self._fileobj_lookup(fileobj)
+        if fd in self._fd_to_key:
+            raise KeyError(f"{fileobj!r} (FD {fd}) is already registered")
+        if self._map is None:
+            raise self._closed_error()
+        key = SelectorKey(fileobj, fd, events, data)
+        poller = self._poller
+        # epoll refuses regular files with EPERM and EpollSelector passes that
+        # on; the poller would report them always ready, the selector refuses
+        # them on every backend (asking the kernel where it does not refuse).
+        if not self._kernel_refuses_files and is_regular_file(fd):
+            raise self._regular_file_error(fd)
+        poller.register(fd, int(events), key)
+        if poller._always_ready and fd in poller._always_ready:
+            poller.unregister(fd)
+            raise self._regular_file_error(fd)
+        self._fd_to_key[fd] = key
+        return key
+
+    def unregister(self, fileobj: Any) -> SelectorKey:
+        """Stop watching *fileobj*; quiet if its fd was closed (or reused) since."""
+        try:
+            key = self._fd_to_key.pop(self._fileobj_lookup(fileobj))
+        except KeyError:
+            raise KeyError(f"{fileobj!r} is not registered") from None
+        try:
+            self._poller.unregister(key.fd)
+        except (OSError, KeyError, PollerClosed):
+            pass
+        return key
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> SelectorKey:
+        """Change the events and data of *fileobj*; a data-only change makes no system call."""
+        try:
+            key = self._fd_to_key[self._fileobj_lookup(fileobj)]
+        except KeyError:
+            raise KeyError(f"{fileobj!r} is not registered") from None
+        if events != key.events:
+            if (not events) or (events & ~_VALID):
+                raise ValueError(f"Invalid events: {events!r}")
+            new = key._replace(events=events, data=data)
+            try:
+                self._poller.modify(key.fd, int(events), new)
+            except BaseException:
+                # As EpollSelector: a failed change leaves the fd unregistered.
+                self.unregister(fileobj)
+                raise
+            self._fd_to_key[key.fd] = new
+            return new
+        if data != key.data:
+            new = key._replace(data=data)
+            poller = self._poller
+            with poller._lock:
+                reg = poller._regs[key.fd]
+                reg.data = new
+                poller._forget(reg)  # cached (key, mask) pairs name the old key
+            self._fd_to_key[key.fd] = new
+            return new
+        return key
+
+    def select(self, timeout: float | None = None) -> list[tuple[SelectorKey, int]]:
+        """Wait up to *timeout* seconds (``None``: block) for ``(key, events)`` pairs.
+
+        A signal arriving meanwhile runs its Python handler and the wait
+        resumes for the time left (PEP 475); an exception from the handler
+        propagates.
+        """
+        fast_poll = self._fast_poll
+        if fast_poll is not None:
+            if timeout is None:
+                raw = fast_poll(-1)  # retries EINTR itself, running handlers (PEP 475)
+            elif timeout <= 0:
+                raw = fast_poll(0)
+            else:
+                return self._precise_select(timeout)
+            try:
+                return [*map(self._cached, raw)]
+            except KeyError:
+                return self._select_slow(raw, timeout)
+        if timeout is not None and timeout <= 0:
+            timeout = 0.0
+        return self._precise_select(timeout)
+
+    def _select_slow(
+        self, raw: list[tuple[int, int]], timeout: float | None
+    ) -> list[tuple[SelectorKey, int]]:
+        ready: list[tuple[SelectorKey, int]] = self._poller._from_stdlib(raw)  # type: ignore[attr-defined]
+        while not ready and timeout is None:
+            # Only stale records came back; a blocking select waits on.
+            ready = self._poller._from_stdlib(self._fast_poll(-1))  # type: ignore[attr-defined]
+        return ready
+
+    def _precise_select(self, timeout: float | None) -> list[tuple[SelectorKey, int]]:
+        try:
+            ready: list[Any] = self._poller.poll(timeout)
+        except PollerClosed:
+            raise self._closed_error() from None
+        return ready
+
+    def _drop_fast_path(self) -> None:
+        if self._fast is not None:
+            self._fast.close()
+            self._fast = self._fast_poll = None
+
+    def close(self) -> None:
+        """Close the poller and forget every key; ``get_map()`` then returns None."""
+        self._drop_fast_path()
+        self._poller.close()
+        self._fd_to_key.clear()
+        self._map = None
+
+    def get_map(self) -> Mapping[Any, SelectorKey] | None:  # type: ignore[override]
+        """A live read-only mapping of file objects to keys (None once closed)."""
+        return self._map
+
+    def get_key(self, fileobj: Any) -> SelectorKey:
+        """The key of *fileobj*; ``KeyError`` if unknown, ``RuntimeError`` once closed."""
+        if self._map is None:
+            raise RuntimeError("Selector is closed")
+        try:
+            if fileobj.__class__ is int and fileobj >= 0:
+                return self._fd_to_key[fileobj]
+            return self._fd_to_key[self._fileobj_lookup(fileobj)]
+        except KeyError:
+            raise KeyError(f"{fileobj!r} is not registered") from None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._map is None else f"{len(self._fd_to_key)} registered"
+        return f"<portaio.PortaioSelector backend={self._poller.name} {state}>"
+
+
+DefaultSelector = PortaioSelector
+"""The portaio selector on the best backend here (``$PORTAIO_BACKEND`` overrides)."""
