@@ -15,9 +15,7 @@ so :meth:`PortaioSelector.select` returns the poller's result as it is.
 from __future__ import annotations
 
 import errno
-import os
 import selectors
-import weakref
 from collections.abc import Iterator, Mapping
 from selectors import EVENT_READ, EVENT_WRITE, SelectorKey
 from typing import Any
@@ -70,27 +68,6 @@ def _remember_key_mask(self: Poller, reg: Registration, key: Any, ready: int, ca
 
 
 _POLLER_CLASSES: dict[type[Poller], type[Poller]] = {}
-_with_fast_path: weakref.WeakSet[PortaioSelector] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    # The child's poller is retired (portaio._fork); so is the selector's own
-    # duplicate of the epoll fd, which would otherwise share the parent's
-    # epoll instance and take its events.
-    for selector in list(_with_fast_path):
-        selector._drop_fast_path()
-    _with_fast_path.clear()
-
-
-_fork_hooked = False
-
-
-def _track_fork(selector: PortaioSelector) -> None:
-    global _fork_hooked
-    if not _fork_hooked:
-        os.register_at_fork(after_in_child=_after_fork_in_child)
-        _fork_hooked = True
-    _with_fast_path.add(selector)
 
 
 def _selector_poller(backend: str | None) -> Poller:
@@ -143,15 +120,7 @@ class PortaioSelector(selectors.BaseSelector):
         self._poller = poller = _selector_poller(backend)
         self._fd_to_key: dict[int, SelectorKey] = {}
         self._map: _SelectorMapping | None = _SelectorMapping(self)
-        self._cached: Any = poller._cache.__getitem__
         self._kernel_refuses_files = type(poller)._kernel_refuses is not Poller._kernel_refuses
-        # A backend may offer a C-level wait for zero and infinite timeouts
-        # (epoll: the standard library's select.epoll on a dup of its fd).
-        make_fast = getattr(poller, "_stdlib_epoll", None)
-        self._fast: Any = make_fast() if make_fast is not None else None
-        self._fast_poll: Any = self._fast.poll if self._fast is not None else None
-        if self._fast is not None:
-            _track_fork(self)
 
     @property
     def backend(self) -> str:
@@ -251,46 +220,16 @@ class PortaioSelector(selectors.BaseSelector):
         resumes for the time left (PEP 475); an exception from the handler
         propagates.
         """
-        fast_poll = self._fast_poll
-        if fast_poll is not None:
-            if timeout is None:
-                raw = fast_poll(-1)  # retries EINTR itself, running handlers (PEP 475)
-            elif timeout <= 0:
-                raw = fast_poll(0)
-            else:
-                return self._precise_select(timeout)
-            try:
-                return [*map(self._cached, raw)]
-            except KeyError:
-                return self._select_slow(raw, timeout)
         if timeout is not None and timeout <= 0:
             timeout = 0.0
-        return self._precise_select(timeout)
-
-    def _select_slow(
-        self, raw: list[tuple[int, int]], timeout: float | None
-    ) -> list[tuple[SelectorKey, int]]:
-        ready: list[tuple[SelectorKey, int]] = self._poller._from_stdlib(raw)  # type: ignore[attr-defined]
-        while not ready and timeout is None:
-            # Only stale records came back; a blocking select waits on.
-            ready = self._poller._from_stdlib(self._fast_poll(-1))  # type: ignore[attr-defined]
-        return ready
-
-    def _precise_select(self, timeout: float | None) -> list[tuple[SelectorKey, int]]:
         try:
             ready: list[Any] = self._poller.poll(timeout)
         except PollerClosed:
             raise self._closed_error() from None
         return ready
 
-    def _drop_fast_path(self) -> None:
-        if self._fast is not None:
-            self._fast.close()
-            self._fast = self._fast_poll = None
-
     def close(self) -> None:
         """Close the poller and forget every key; ``get_map()`` then returns None."""
-        self._drop_fast_path()
         self._poller.close()
         self._fd_to_key.clear()
         self._map = None

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import os
-import select
 import struct
 import sys
 from collections.abc import Callable
@@ -261,47 +260,6 @@ class EpollPoller(Poller):
             ready &= reg.events | ALWAYS_REPORTED
             if ready:
                 out.append(self._remember(reg, key, ready))
-        return out
-
-    # ------------------------------------------- the selectors adapter's hook
-    def _stdlib_epoll(self) -> select.epoll | None:
-        """A :class:`select.epoll` on a duplicate of this poller's epoll fd, or None.
-
-        Its C ``poll()`` builds ``(data.fd, kernel flags)`` pairs with less
-        overhead than the cffi call; ``data.fd`` is the low half of
-        ``data.u64``, which holds the 32-bit token on little-endian machines.
-        ``portaio.selectors`` uses it for zero and infinite timeouts, with
-        :meth:`_from_stdlib` on a cache miss.
-        """
-        if sys.byteorder != "little":  # pragma: no cover - data.fd is the token's high half there
-            return None
-        return select.epoll.fromfd(os.dup(self._epfd))
-
-    def _from_stdlib(self, records: list[tuple[int, int]]) -> list[Any]:
-        """Events (made by :meth:`_remember`) for records of :meth:`_stdlib_epoll`."""
-        out: list[Any] = []
-        cache = self._cache
-        for record in records:
-            event = cache.get(record)
-            if event is None:
-                token, raw = record
-                reg = self._by_token.get(token & 0xFFFFFFFF)
-                if reg is None:
-                    continue  # unregistered or modified since the kernel queued it
-                if reg.handler is not None:
-                    internal = reg.handler()
-                    if internal is not None:
-                        out.append(internal)
-                    continue
-                ready = 0
-                for bit, flag in self._from_kernel.items():
-                    if raw & bit:
-                        ready |= flag
-                ready &= reg.events | ALWAYS_REPORTED
-                if not ready:
-                    continue
-                event = self._remember(reg, record, ready)
-            out.append(event)
         return out
 
     def _close_backend(self) -> None:
