@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -165,11 +166,13 @@ print(fds() - before, signal.getsignal(signal.SIGUSR2) is handler)
     reason="the signal registry (portaio/_signals.py _watchers) holds pollers strongly:"
     " a poller dropped without close() keeps its watch, and its fds, for good",
 )
-def test_poller_with_a_signal_watch_dropped_without_close_is_released(backend: str) -> None:
-    # In a child process: the leaked watches must not outlive this test.
+def test_poller_with_a_signal_watch_dropped_without_close_is_released(backend: str, tmp_path: Path) -> None:
+    # In a child process: the leaked watches must not outlive this test.  The
+    # child imports the portaio under test (not a source tree in its cwd).
     out = subprocess.run(
         [sys.executable, "-c", _DROPPED_WATCH, backend],
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(portaio.__file__))},
         capture_output=True,
         text=True,
         check=True,
