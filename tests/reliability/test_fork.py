@@ -1,7 +1,7 @@
 """fork(): the child starts clean, the parent is undisturbed.
 
-A poller with registrations (and timers and a signal watch where the build has
-them) exists when the process forks.  The child can create and use new
+A poller with registrations, a timer and a signal watch exists when the
+process forks.  The child can create and use new
 pollers and receives none of the parent's events through the inherited one;
 whatever the child does with the inherited poller (close it included), the
 parent's registrations keep reporting, one-shot events included.
@@ -23,7 +23,6 @@ import portaio
 from portaio import EDGE, ONESHOT, READABLE
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() on this platform")
-HAVE_EXTRAS = all(hasattr(portaio.Poller, name) for name in ("add_timer", "add_signal", "wake"))
 
 
 def run_in_child(body: Callable[[], None]) -> None:
@@ -55,24 +54,28 @@ def test_child_starts_clean_and_parent_is_undisturbed(backend: str) -> None:
     try:
         parent.register(a, READABLE | ONESHOT, "oneshot")
         parent.register(c, READABLE | (EDGE if caps.edge else 0), "level-or-edge")
-        extras = []
-        if HAVE_EXTRAS:
-            extras.append(parent.add_timer(0.05, data="timer"))
-            extras.append(parent.add_signal(signal.SIGUSR2, data="sig"))
+        parent.add_timer(0.05, data="timer")
+        parent.add_signal(signal.SIGUSR2, data="sig")
         b.send(b"x")  # ready before the fork: the child must not consume the one-shot
         d.send(b"y")
 
         def child() -> None:
-            # A new poller works normally.
+            # A new poller works normally: fds, timers, signals, wake-ups.
             with portaio.Poller(backend) as mine:
                 e, f = socket.socketpair()
                 mine.register(e, READABLE, "child")
                 f.send(b"z")
                 assert [(ev.fd, ev.data) for ev in mine.poll(2.0)] == [(e.fileno(), "child")]
-                if HAVE_EXTRAS:
-                    mine.add_timer(0.01, data="child-timer")
-                    got = mine.poll(2.0)
-                    assert "child-timer" in [ev.data for ev in got] or got, got
+                mine.unregister(e)
+                mine.add_timer(0.01, data="child-timer")
+                mine.add_signal(signal.SIGUSR1, data="child-sig")
+                os.kill(os.getpid(), signal.SIGUSR1)
+                mine.wake()
+                got: set[object] = set()
+                until = time.monotonic() + 5.0
+                while time.monotonic() < until and not {"child-timer", "child-sig", None} <= got:
+                    got |= {ev.data for ev in mine.poll(0.5)}
+                assert {"child-timer", "child-sig", None} <= got, got
             # The inherited poller yields none of the parent's events: it is
             # retired (PollerClosed) or, at the very least, silent.
             try:
@@ -82,15 +85,7 @@ def test_child_starts_clean_and_parent_is_undisturbed(backend: str) -> None:
             assert leaked == [], f"the child received the parent's events: {leaked}"
             parent.close()  # closing the child's copy must not touch the parent's
 
-        if not HAVE_EXTRAS:
-            # Without the fork hook of issue 4 the child shares the parent's
-            # kernel objects: the check above is expected to fail.
-            try:
-                run_in_child(child)
-            except AssertionError as err:
-                pytest.xfail(f"fork retirement of inherited pollers is not in this build: {err}")
-        else:
-            run_in_child(child)
+        run_in_child(child)
 
         # The parent still sees everything, the one-shot included, exactly once.
         seen: dict[object, int] = {}
@@ -99,17 +94,16 @@ def test_child_starts_clean_and_parent_is_undisturbed(backend: str) -> None:
             deadline_polls -= 1
             for ev in parent.poll(0.05):
                 seen[ev.data] = seen.get(ev.data, 0) + 1
-        assert seen.get("oneshot") == 1, seen
         assert "level-or-edge" in seen, seen
-        if HAVE_EXTRAS:
-            os.kill(os.getpid(), signal.SIGUSR2)
-            # Time-bounded, not count-bounded: a level-triggered fd stays ready,
-            # so each poll returns at once, long before the timer is due.
-            until = time.monotonic() + 5.0
-            while time.monotonic() < until and not {"timer", "sig"} <= set(seen):
-                for ev in parent.poll(0.05):
-                    seen[ev.data] = seen.get(ev.data, 0) + 1
-            assert {"timer", "sig"} <= set(seen), seen
+        os.kill(os.getpid(), signal.SIGUSR2)
+        # Time-bounded, not count-bounded: a level-triggered fd stays ready,
+        # so each poll returns at once, long before the timer is due.
+        until = time.monotonic() + 5.0
+        while time.monotonic() < until and not {"timer", "sig"} <= set(seen):
+            for ev in parent.poll(0.05):
+                seen[ev.data] = seen.get(ev.data, 0) + 1
+        assert {"timer", "sig"} <= set(seen), seen
+        assert seen.get("oneshot") == 1, seen  # still once, however many polls followed
     finally:
         parent.close()
         for s in (a, b, c, d):

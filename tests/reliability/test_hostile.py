@@ -98,6 +98,30 @@ def _huge_unopened_expected(c: Ctx) -> type[Exception]:
     return ValueError if c.caps.max_fd is not None and c.caps.max_fd < 19_999 else OSError
 
 
+def _signal_twice(c: Ctx) -> None:
+    watch = c.p.add_signal(signal.SIGUSR2)
+    try:
+        c.p.add_signal(signal.SIGUSR2)
+    finally:
+        watch.remove()
+
+
+def _signal_from_thread(c: Ctx) -> None:
+    errors: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            c.p.add_signal(signal.SIGUSR2)
+        except BaseException as err:
+            errors.append(err)
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    if errors:
+        raise errors[0]
+
+
 # (id, call, expected exception type or a function of the context giving it; None = must succeed)
 CASES: list[tuple[str, Callable[[Ctx], Any], Any]] = [
     ("fd-str", lambda c: c.p.register("3", READABLE), TypeError),
@@ -151,6 +175,22 @@ CASES: list[tuple[str, Callable[[Ctx], Any], Any]] = [
     ("max-events-negative", lambda c: c.p.poll(0, max_events=-5), ValueError),
     ("max-events-float", lambda c: c.p.poll(0, max_events=1.5), TypeError),
     ("max-events-str", lambda c: c.p.poll(0, max_events="8"), TypeError),
+    ("timer-delay-negative", lambda c: c.p.add_timer(-1), ValueError),
+    ("timer-delay-nan", lambda c: c.p.add_timer(math.nan), ValueError),
+    ("timer-delay-str", lambda c: c.p.add_timer("1"), TypeError),
+    ("timer-delay-none", lambda c: c.p.add_timer(None), TypeError),
+    ("timer-delay-huge", lambda c: c.p.add_timer(1e300), OverflowError),
+    ("timer-interval-zero", lambda c: c.p.add_timer(1.0, interval=0), ValueError),
+    ("timer-interval-negative", lambda c: c.p.add_timer(1.0, interval=-0.5), ValueError),
+    ("timer-interval-inf", lambda c: c.p.add_timer(1.0, interval=math.inf), OverflowError),
+    ("signal-str", lambda c: c.p.add_signal("SIGUSR2"), TypeError),
+    ("signal-zero", lambda c: c.p.add_signal(0), ValueError),
+    ("signal-negative", lambda c: c.p.add_signal(-10), ValueError),
+    ("signal-huge", lambda c: c.p.add_signal(10**6), ValueError),
+    ("signal-sigkill", lambda c: c.p.add_signal(signal.SIGKILL), ValueError),
+    ("signal-sigstop", lambda c: c.p.add_signal(signal.SIGSTOP), ValueError),
+    ("signal-twice", _signal_twice, portaio.AlreadyRegistered),
+    ("signal-from-thread", _signal_from_thread, ValueError),
     ("closed-register", _closed_then_use(lambda c: c.p.register(c.b, READABLE)), portaio.PollerClosed),
     ("closed-modify", _closed_then_use(lambda c: c.p.modify(c.a, WRITABLE)), portaio.PollerClosed),
     ("closed-unregister", _closed_then_use(lambda c: c.p.unregister(c.a)), portaio.PollerClosed),
@@ -158,6 +198,9 @@ CASES: list[tuple[str, Callable[[Ctx], Any], Any]] = [
     ("closed-poll-blocking", _closed_then_use(lambda c: c.p.poll()), portaio.PollerClosed),
     ("closed-fileno", _closed_then_use(lambda c: c.p.fileno()), portaio.PollerClosed),
     ("closed-enter", _closed_then_use(lambda c: c.p.__enter__()), portaio.PollerClosed),
+    ("closed-add-timer", _closed_then_use(lambda c: c.p.add_timer(0.1)), portaio.PollerClosed),
+    ("closed-add-signal", _closed_then_use(lambda c: c.p.add_signal(signal.SIGUSR2)), portaio.PollerClosed),
+    ("closed-wake", _closed_then_use(lambda c: c.p.wake()), portaio.PollerClosed),
     ("closed-close-again", _closed_then_use(lambda c: c.p.close()), None),
 ]
 
