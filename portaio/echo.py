@@ -299,13 +299,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve(listener: socket.socket, backend: str | None, exclusive: bool) -> int:
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _serve(
+    listener: socket.socket,
+    backend: str | None,
+    exclusive: bool,
+    mask: set[int | signal.Signals] | None = None,
+) -> int:
     server = EchoServer(listener, backend, exclusive)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         server.stop()
 
-    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    old = {sig: signal.signal(sig, on_signal) for sig in _STOP_SIGNALS}
+    if mask is not None:
+        # A worker starts with the stop signals blocked (see _run_workers):
+        # one that came meanwhile is delivered now, to the handler above.
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     try:
         server.serve_forever()
     finally:
@@ -317,6 +329,10 @@ def _serve(listener: socket.socket, backend: str | None, exclusive: bool) -> int
 
 def _run_workers(listeners: list[socket.socket], backend: str | None, exclusive: bool) -> int:
     children: list[int] = []
+    # Block the stop signals until each process has its handler: a SIGTERM that
+    # reaches the parent before it can forward it, or a worker before it can
+    # stop cleanly, is held back instead of killing it by default.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
     for i, listener in enumerate(listeners):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
@@ -325,7 +341,7 @@ def _run_workers(listeners: list[socket.socket], backend: str | None, exclusive:
                 for j, other in enumerate(listeners):
                     if j != i and other is not listener:
                         other.close()
-                status = _serve(listener, backend, exclusive)
+                status = _serve(listener, backend, exclusive, mask)
             finally:
                 os._exit(status)
         children.append(pid)
@@ -340,7 +356,8 @@ def _run_workers(listeners: list[socket.socket], backend: str | None, exclusive:
             except ProcessLookupError:
                 pass
 
-    old = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    old = {sig: signal.signal(sig, forward) for sig in _STOP_SIGNALS}
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     status = 0
     try:
         for pid in children:
