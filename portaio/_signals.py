@@ -22,6 +22,7 @@ import os
 import signal
 import threading
 import warnings
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +37,9 @@ __all__ = ["SignalSource", "SignalWatch", "WakeupFdSource", "check_signum", "del
 
 _SIGNAL = int(SIGNAL)
 _lock = threading.RLock()
-_watchers: dict[int, list[Poller]] = {}
+_watchers: dict[int, list[weakref.ref[Poller]]] = {}
+"""Pollers watching each signal, held weakly: a poller dropped without close()
+is still collected, and its finaliser then puts the saved handler back."""
 _saved_handlers: dict[int, Any] = {}
 _sources: dict[str, tuple[SignalSource, int]] = {}
 
@@ -186,8 +189,10 @@ def _python_handler(signum: int, frame: Any) -> None:
     # Python runs it in the main thread for each delivery that reached its C
     # handler (which already wrote it to the wakeup fd).  Installed so that the
     # signal's previous disposition (often: terminate) does not apply.
-    for poller in list(_watchers.get(signum, ())):
-        poller._on_python_signal(signum)
+    for ref in list(_watchers.get(signum, ())):
+        poller = ref()
+        if poller is not None:
+            poller._on_python_signal(signum)
 
 
 def deliver(signum: int, count: int, drained_by: object = None) -> None:
@@ -196,8 +201,10 @@ def deliver(signum: int, count: int, drained_by: object = None) -> None:
     Callable from any thread and from a signal handler (no lock is taken).
     Pollers other than *drained_by* are woken, since they may be waiting.
     """
-    for poller in list(_watchers.get(signum, ())):
-        poller._signal_arrived(signum, count, poller is not drained_by)
+    for ref in list(_watchers.get(signum, ())):
+        poller = ref()
+        if poller is not None:
+            poller._signal_arrived(signum, count, poller is not drained_by)
 
 
 def acquire_source(kind: str, factory: Callable[[], SignalSource]) -> SignalSource:
@@ -233,18 +240,23 @@ def install_handler(poller: Poller, signum: int) -> None:
         if watchers is None:
             previous = signal.signal(signum, _python_handler)
             _saved_handlers[signum] = previous
-            _watchers[signum] = [poller]
+            _watchers[signum] = [weakref.ref(poller)]
         else:
-            watchers.append(poller)
+            watchers.append(weakref.ref(poller))
 
 
 def restore_handler(poller: object, signum: int) -> None:
     """Drop *poller* from the watchers of *signum*; the last restores the saved handler."""
     with _lock:
         watchers = _watchers.get(signum)
-        if watchers is None or poller not in watchers:
+        if watchers is None:
             return
-        watchers.remove(poller)
+        # Drop *poller* and any poller already collected (a dropped poller's
+        # finaliser runs after its weak references were cleared).
+        alive = [ref for ref in watchers if ref() is not None and ref() is not poller]
+        if len(alive) == len(watchers):
+            return
+        watchers[:] = alive
         if watchers:
             return
         previous = _saved_handlers.pop(signum)

@@ -182,12 +182,6 @@ print(fds() - before, signal.getsignal(signal.SIGUSR2) is handler)
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the signal registry (portaio/_signals.py _watchers) holds pollers strongly:"
-    " a poller dropped without close() keeps its watch, and its fds, for good",
-)
 def test_poller_with_a_signal_watch_dropped_without_close_is_released(backend: str, tmp_path: Path) -> None:
     # In a child process: the leaked watches must not outlive this test.  The
     # child imports the portaio under test (not a source tree in its cwd).
