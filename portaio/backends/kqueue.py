@@ -203,6 +203,12 @@ def _adds(events: int) -> list[tuple[int, int, int, int]]:
     if events & ONESHOT:
         mode |= _EV_ONCE
     out = []
+    # The write filter goes first: libkqueue watches a socket's two filters
+    # through one epoll registration and keeps only the option bits of the
+    # filter added last, so a read filter added before the write filter loses
+    # EPOLLRDHUP, and a peer's shutdown is no EV_EOF while data is unread.
+    if events & WRITABLE:
+        out.append((_EVFILT_WRITE, mode, 0, 0))
     if events & READABLE:
         out.append((_EVFILT_READ, mode, 0, 0))
     elif events & (RDHUP | PRIORITY):
@@ -215,8 +221,6 @@ def _adds(events: int) -> list[tuple[int, int, int, int]]:
         lowat = (_NOTE_LOWAT, _INT_MAX) if _NOTE_LOWAT else (0, 0)
         helper = mode if events & RDHUP else mode | _EV_CLEAR
         out.append((_EVFILT_READ, helper, *lowat))
-    if events & WRITABLE:
-        out.append((_EVFILT_WRITE, mode, 0, 0))
     if events & PRIORITY:
         out.append((_EVFILT_EXCEPT, mode, _NOTE_OOB, 0))
     return out
