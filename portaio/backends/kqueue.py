@@ -203,6 +203,12 @@ def _adds(events: int) -> list[tuple[int, int, int, int]]:
     if events & ONESHOT:
         mode |= _EV_ONCE
     out = []
+    # The write filter goes first: libkqueue watches a socket's two filters
+    # through one epoll registration and keeps only the option bits of the
+    # filter added last, so a read filter added before the write filter loses
+    # EPOLLRDHUP, and a peer's shutdown is no EV_EOF while data is unread.
+    if events & WRITABLE:
+        out.append((_EVFILT_WRITE, mode, 0, 0))
     if events & READABLE:
         out.append((_EVFILT_READ, mode, 0, 0))
     elif events & (RDHUP | PRIORITY):
@@ -215,8 +221,6 @@ def _adds(events: int) -> list[tuple[int, int, int, int]]:
         lowat = (_NOTE_LOWAT, _INT_MAX) if _NOTE_LOWAT else (0, 0)
         helper = mode if events & RDHUP else mode | _EV_CLEAR
         out.append((_EVFILT_READ, helper, *lowat))
-    if events & WRITABLE:
-        out.append((_EVFILT_WRITE, mode, 0, 0))
     if events & PRIORITY:
         out.append((_EVFILT_EXCEPT, mode, _NOTE_OOB, 0))
     return out
@@ -551,20 +555,21 @@ class KqueuePoller(Poller):
         token = self._new_own(lambda count: self._signal_arrived(signum, count))
         self._signal_tokens[signum] = token
         if LIBKQUEUE:
+            # Native EVFILT_SIGNAL records every delivery, handled or not.
+            # libkqueue reads a signalfd, which misses the deliveries taken by
+            # a thread not blocking the signal (one started before, say); only
+            # Python's C handler sees those, in that thread, and a poll()
+            # blocked in kevent() in this thread would not wake for them.
+            # Python's wakeup fd, watched here, counts them and wakes it.
+            super()._watch_signal(signum)
             _libkqueue_mask.watch(signum)
         err = self._apply(signum, [(_EVFILT_SIGNAL, _EV_ADD, 0, 0)], token)[0]
         if err:
             del self._signal_tokens[signum], self._own[token]
             if LIBKQUEUE:
                 _libkqueue_mask.unwatch(signum)
+                super()._unwatch_signal(signum)
             self._raise(err, "cannot watch signal", signum)
-
-    def _on_python_signal(self, signum: int) -> None:
-        # Native EVFILT_SIGNAL records every delivery, handled or not.
-        # libkqueue reads a signalfd instead, which misses the deliveries a
-        # thread not blocking the signal took: count those here.
-        if LIBKQUEUE and signum in self._signal_tokens:
-            self._signal_arrived(signum, 1, True)
 
     def _unwatch_signal(self, signum: int) -> None:
         token = self._signal_tokens.pop(signum, 0)
@@ -576,3 +581,4 @@ class KqueuePoller(Poller):
             self._apply(signum, [(_EVFILT_SIGNAL, _EV_DELETE, 0, 0)], token)
         if LIBKQUEUE:
             _libkqueue_mask.unwatch(signum)
+            super()._unwatch_signal(signum)

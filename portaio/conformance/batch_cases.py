@@ -75,3 +75,31 @@ def test_many_ready_fds_default_max_events(poller: portaio.Poller, fds: Closer) 
     events = poller.poll(0)
     assert sorted(e.data for e in events) == list(range(300))
     assert len(poller.poll(0, max_events=256)) == 256
+
+
+@pytest.mark.parametrize("max_events", [4, 1024])
+def test_edge_both_directions_more_ready_than_fit_lose_nothing(
+    poller: portaio.Poller, fds: Closer, capabilities: portaio.Capabilities, max_events: int
+) -> None:
+    """Edge interest in both directions, more fds ready than one call returns: every edge arrives."""
+    interest = portaio.READABLE | portaio.WRITABLE | portaio.EDGE
+    if not capabilities.edge:
+        a, _ = fds.socketpair()
+        with pytest.raises(portaio.Unsupported, match=poller.backend):
+            poller.register(a, interest)
+        return
+    count = 10 if max_events < 10 else 300
+    pairs = [fds.socketpair() for _ in range(count)]
+    for i, (a, _) in enumerate(pairs):
+        poller.register(a, interest, i)
+    while poller.poll(0, max_events):
+        pass  # the first WRITABLE edges
+    for _, b in pairs:
+        b.send(b"x")
+    readable: set[int] = set()
+    for _ in range(count + 1):
+        batch = poller.poll(0.05, max_events)
+        if not batch:
+            break
+        readable |= {e.data for e in batch if e.events & portaio.READABLE}
+    assert readable == set(range(count))

@@ -49,6 +49,31 @@ def test_peer_shutdown_write_is_rdhup_with_data_readable(
     assert b.recv(100) == b"still writable"
 
 
+@pytest.mark.parametrize("edge", [False, True])
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_peer_shutdown_with_data_unread_is_rdhup_when_writable_is_watched_too(
+    poller: portaio.Poller, fds: Closer, capabilities: portaio.Capabilities, kind: str, edge: bool
+) -> None:
+    """Data and a peer's FIN already in when the fd is registered for both directions.
+
+    An edge-triggered reader that sees no RDHUP stops at a short read and waits
+    for an edge that never comes (the echo server's half-close hung so on
+    libkqueue, which kept EPOLLRDHUP only for the filter added last).
+    """
+    a, b = _stream_pair(fds, kind)
+    interest = portaio.READABLE | portaio.WRITABLE | portaio.RDHUP | (portaio.EDGE if edge else 0)
+    if not capabilities.rdhup or (edge and not capabilities.edge):
+        with pytest.raises(portaio.Unsupported, match=poller.backend):
+            poller.register(a, interest)
+        return
+    b.send(b"last words")
+    b.shutdown(socket.SHUT_WR)
+    poller.register(a, interest)
+    events = poll_until(poller, lambda evs: any(e.events & portaio.RDHUP for e in evs), timeout=1.0)
+    assert ready_map(events) == {a.fileno(): portaio.READABLE | portaio.WRITABLE | portaio.RDHUP}
+    assert a.recv(100) == b"last words"
+
+
 @pytest.mark.parametrize("kind", ["unix", "tcp"])
 def test_rdhup_alone_reports_only_rdhup(
     poller: portaio.Poller, fds: Closer, capabilities: portaio.Capabilities, kind: str
