@@ -149,10 +149,13 @@ class Poller(TimersSignalsWake, AlwaysReadyFiles):
         return reg
 
     def unregister(self, fileobj: FileLike) -> Registration:
-        """Stop watching *fileobj*.
+        """Stop watching *fileobj*; do it *before* closing the fd.
 
         Quiet when the fd was already closed (or closed and its number
-        reused): the registration is dropped all the same.
+        reused): the registration is dropped all the same.  But a file closed
+        while registered is not always forgotten by the kernel (epoll keeps
+        watching it while a dup holds it open; poll and select watch whatever
+        file reuses the number), so unregister first, then close.
         """
         with self._lock:
             if self._closed:
