@@ -64,6 +64,27 @@ int portaio_epoll_wait(int epfd, struct epoll_event *events, int maxevents, doub
 int portaio_epoll_precise(void);
 """
 
+TIMESPEC_SOURCE = r"""
+#include <math.h>
+#include <time.h>
+
+/* Seconds as a timespec, rounded up to the nanosecond so a wait never ends
+   early; NULL (block) for a negative timeout. */
+static struct timespec *portaio_timespec(double timeout, struct timespec *ts)
+{
+    if (timeout < 0)
+        return NULL;
+    double whole = floor(timeout);
+    ts->tv_sec = (time_t)whole;
+    ts->tv_nsec = (long)ceil((timeout - whole) * 1e9);
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec += 1;
+        ts->tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+"""
+
 EPOLL_SOURCE = r"""
 #include <errno.h>
 #include <limits.h>
@@ -113,18 +134,7 @@ int portaio_epoll_wait(int epfd, struct epoll_event *events, int maxevents, doub
 {
 #ifdef SYS_epoll_pwait2
     if (portaio_pwait2_state != 0) {
-        struct timespec ts, *tsp = NULL;
-        if (timeout >= 0) {
-            double whole = floor(timeout);
-            double nsec = ceil((timeout - whole) * 1e9);
-            ts.tv_sec = (time_t)whole;
-            ts.tv_nsec = (long)nsec;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec += 1;
-                ts.tv_nsec -= 1000000000L;
-            }
-            tsp = &ts;
-        }
+        struct timespec ts, *tsp = portaio_timespec(timeout, &ts);
         int n = (int)syscall(SYS_epoll_pwait2, epfd, events, maxevents, tsp, NULL, (size_t)0);
         /* Old kernels say ENOSYS; some seccomp filters say EPERM for new syscalls. */
         if (n >= 0 || (errno != ENOSYS && errno != EPERM)) {
@@ -148,7 +158,7 @@ def epoll_ffi() -> FFI:
     """The builder of ``portaio._epoll_cffi`` (Linux)."""
     ffi = FFI()
     ffi.cdef(EPOLL_CDEF)
-    ffi.set_source("portaio._epoll_cffi", EPOLL_SOURCE, libraries=["m"])
+    ffi.set_source("portaio._epoll_cffi", TIMESPEC_SOURCE + EPOLL_SOURCE, libraries=["m"])
     return ffi
 
 
@@ -468,23 +478,13 @@ int portaio_kq_timer(int kq, uintptr_t ident, double seconds, uint64_t token)
 int portaio_kq_wait(int kq, struct kevent *events, int nevents, double timeout,
                     uint64_t *keys, int64_t *datas, int *scratch, int slots)
 {
-    struct timespec ts, *tsp = NULL;
+    struct timespec ts, *tsp;
     int n, i, m = 0;
     int *key_of = scratch;          /* record index -> key index */
     int *table = scratch + nevents; /* ident hash -> record index, -1 empty */
     unsigned int mask = (unsigned int)slots - 1;
 
-    if (timeout >= 0) {
-        double whole = floor(timeout);
-        double nsec = ceil((timeout - whole) * 1e9);
-        ts.tv_sec = (time_t)whole;
-        ts.tv_nsec = (long)nsec;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec += 1;
-            ts.tv_nsec -= 1000000000L;
-        }
-        tsp = &ts;
-    }
+    tsp = portaio_timespec(timeout, &ts);
     n = kevent(kq, NULL, 0, events, nevents, tsp);
     if (n <= 0)
         return n;
@@ -581,7 +581,7 @@ def kqueue_ffi() -> FFI:
     libraries = [*flags.get("libraries", []), "m"]
     ffi.set_source(
         "portaio._kqueue_cffi",
-        KQUEUE_SOURCE,
+        TIMESPEC_SOURCE + KQUEUE_SOURCE,
         include_dirs=flags.get("include_dirs", []),
         library_dirs=flags.get("library_dirs", []),
         libraries=libraries,
