@@ -90,11 +90,12 @@ def _modes(caps: dict[str, Any]) -> str:
     return ", ".join(modes) or "-"
 
 
-def _seconds(value: float) -> str:
+def format_seconds(value: float) -> str:
+    """A duration in the largest of ms, µs and ns that keeps it at or above 1."""
     if value >= 1e-3:
         return f"{value * 1e3:g} ms"
     if value >= 1e-6:
-        return f"{value * 1e6:g} us"
+        return f"{value * 1e6:g} µs"
     return f"{value * 1e9:g} ns"
 
 
@@ -119,7 +120,7 @@ def _info(args: argparse.Namespace) -> int:
         caps = entry["capabilities"]
         print(
             f"  {name:7} modes: {_modes(caps)}; wait {'O(ready)' if caps['o1_wait'] else 'O(registered)'};"
-            f" timeout resolution {_seconds(caps['timeout_resolution'])}"
+            f" timeout resolution {format_seconds(caps['timeout_resolution'])}"
             + (f"; fds up to {caps['max_fd']}" if caps.get("max_fd") is not None else "")
         )
         print(

@@ -72,17 +72,22 @@ def test_many_clients_byte_exact(server: tuple[EchoServer, tuple[str, int]]) -> 
     _echo_many(server[1], clients=100, rounds=3, size=200)
 
 
+def _read_exactly(s: socket.socket, size: int) -> bytearray:
+    buf = bytearray()
+    while len(buf) < size:
+        chunk = s.recv(1 << 20)
+        assert chunk, f"EOF after {len(buf)} of {size} bytes"
+        buf += chunk
+    return buf
+
+
 def test_large_transfer_buffers_and_flushes(server: tuple[EchoServer, tuple[str, int]]) -> None:
     """The client sends 8 MB before reading: the server's writes hit EAGAIN and are buffered."""
     payload = os.urandom(8 << 20)
     with socket.create_connection(server[1], timeout=10) as s:
         sender = threading.Thread(target=s.sendall, args=(payload,))
         sender.start()
-        buf = bytearray()
-        while len(buf) < len(payload):
-            chunk = s.recv(1 << 20)
-            assert chunk
-            buf += chunk
+        buf = _read_exactly(s, len(payload))
         sender.join()
     assert buf == payload
 
@@ -100,11 +105,7 @@ def test_client_that_does_not_read_is_paused_then_resumed(
         while not any(c.paused for c in list(srv._conns.values())):
             assert time.monotonic() < deadline, "the server never paused the reader"
             time.sleep(0.005)
-        buf = bytearray()
-        while len(buf) < len(payload):
-            chunk = s.recv(1 << 20)
-            assert chunk
-            buf += chunk
+        buf = _read_exactly(s, len(payload))
         sender.join()
     assert buf == payload
 

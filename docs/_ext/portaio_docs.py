@@ -30,6 +30,7 @@ from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import nested_parse_with_titles
 
 import portaio
+from portaio.cli import format_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -58,16 +59,8 @@ def _cell(field: str, value: Any) -> str:
     if value is None:
         return "no limit"
     if field == "timeout_resolution":
-        return _seconds(float(value))
+        return format_seconds(float(value))
     return str(value)
-
-
-def _seconds(value: float) -> str:
-    if value >= 1e-3:
-        return f"{value * 1e3:g} ms"
-    if value >= 1e-6:
-        return f"{value * 1e6:g} µs"
-    return f"{value * 1e9:g} ns"
 
 
 def capability_rows() -> tuple[list[str], list[list[str]], dict[str, str]]:
