@@ -361,6 +361,10 @@ class PollerSignals:
         self.watches.pop(signum, None)
         self._counts.pop(signum, None)
 
+    def pending(self) -> bool:
+        """True if deliveries wait to be reported."""
+        return bool(self.arrivals) or bool(self._counts)
+
     def collect(self, limit: int, out: list[Event]) -> None:
         """Append one event per signal delivered since the last report, at most *limit*."""
         arrivals = self.arrivals

@@ -131,6 +131,10 @@ class Host(Protocol):
         """*count* deliveries of *signum* (any thread, signal-safe); *wake*: wake a waiting poll."""
         ...
 
+    def deliver_signals(self, counts: dict[int, int]) -> None:
+        """``{signum: count}`` drained from a process-wide source: to every poller watching each."""
+        ...
+
 
 class Waker(abc.ABC):
     """Makes a wait return, from any thread or a signal handler.
@@ -140,7 +144,7 @@ class Waker(abc.ABC):
     """
 
     native: ClassVar[str]
-    """The mechanism, for :attr:`Capabilities.native_wake` and docs."""
+    """The mechanism, as :attr:`Capabilities.native_wake <portaio.Capabilities.native_wake>` names it."""
 
     @abc.abstractmethod
     def post(self) -> None:

@@ -60,8 +60,7 @@ class SharedSignals(SignalMechanism):
                 _signals.release_source(kind)
 
     def _drain(self, source: SignalSource, _flags: int) -> None:
-        for signum, count in source.drain().items():
-            _signals.deliver(signum, count, self._host)
+        self._host.deliver_signals(source.drain())
 
     def watch(self, signum: int) -> None:
         if not self._sources:
