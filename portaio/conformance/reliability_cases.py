@@ -45,17 +45,17 @@ def test_repeating_interval_below_the_floor_is_refused_at_the_call(
 def test_smallest_interval_is_honoured_and_poll_returns(poller: portaio.Poller) -> None:
     floor = portaio.TIMER_MIN_INTERVAL
     assert floor == 1e-6
-    poller.add_timer(0, interval=floor, data="fast")
     start = _now()
-    first = poller.poll(1.0)
+    poller.add_timer(0, interval=floor, data="fast")
+    first = poller.poll(2.0)
     assert [(e.data, e.events) for e in first] == [("fast", portaio.TIMER)]
     time.sleep(0.02)  # a wait nothing can report: let 20,000 periods go by
-    again = poller.poll(1.0)
+    again = poller.poll(2.0)
     elapsed = _now() - start
     assert [e.data for e in again] == ["fast"]
     # Every period missed is counted (20 ms / 1 us), none invented.
-    assert 10_000 <= again[0].times <= (elapsed + 0.01) / floor
-    assert elapsed < 1.0
+    assert 10_000 <= again[0].times <= elapsed / floor + 1
+    assert elapsed < 1.5  # both polls returned with the timer, not at their timeout
 
 
 @pytest.mark.parametrize("delay", [0.0, 1e-6, 0.003])
@@ -64,15 +64,14 @@ def test_intervals_near_the_floor_never_hang_poll(
     poller: portaio.Poller, delay: float, interval: float
 ) -> None:
     poller.add_timer(delay, interval=interval, data="t")
-    deadline = _now() + 0.05
-    polls = 0
-    while _now() < deadline:
+    for _ in range(5):
+        # Each poll returns with the timer (due within 3 ms), long before its
+        # timeout: no interval makes the catch-up spin.
         start = _now()
-        events = poller.poll(0.01)
-        assert _now() - start < 0.5
-        assert all(e.data == "t" and e.times >= 1 for e in events)
-        polls += 1
-    assert polls >= 3
+        events = poller.poll(2.0)
+        assert _now() - start < 1.5
+        assert [(e.data, e.events) for e in events] == [("t", portaio.TIMER)]
+        assert events[0].times >= 1
 
 
 # ----------------------------------------------------------- 5. huge max_events
