@@ -217,7 +217,7 @@ class EpollPoller(Poller):
                     )
         finally:
             buffers.append(entry)
-        keys: Any = flat if _PACKED_KEYS else list(zip(flat[0::2], flat[1::2], strict=True))
+        keys: Any = flat if _PACKED_KEYS else list(zip(flat[0::2], flat[1::2]))
         try:
             return list(map(self._cache.__getitem__, keys))
         except KeyError:

@@ -305,7 +305,7 @@ class KqueuePoller(Poller):
             failed = [e for e in errors if e]
             if failed:
                 del self._by_token[reg.token]
-                done = [(f, _EV_DELETE, 0, 0) for (f, *_), e in zip(adds, errors, strict=True) if not e]
+                done = [(f, _EV_DELETE, 0, 0) for (f, *_), e in zip(adds, errors) if not e]
                 if done:
                     self._apply(reg.fd, done, reg.token)
                 self._raise(failed[0], "cannot watch", reg.fd)
