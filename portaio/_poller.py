@@ -92,7 +92,7 @@ class Poller:
         self._emulate_files = always_ready_files
         self._files = AlwaysReadyFiles()
         self._next_token = 1
-        """The next token to try.  Test hook: set it to simulate 2**32 allocations (a wrap)."""
+        """The next token to try (``_set_next_token_for_tests`` moves it to simulate a wrap)."""
         self._lock = threading.RLock()
         self._waiting = 0
         self._close_pending = False
@@ -394,6 +394,13 @@ class Poller:
             token = token + 1 if token < TOKEN_MAX else 1
         self._next_token = token + 1 if token < TOKEN_MAX else 1
         return token
+
+    def _set_next_token_for_tests(self, token: int) -> None:
+        """Test hook: the next token drawn is *token* (or the first free one after it).
+
+        Simulates 2**32 allocations, the wrap of the 32-bit counter, in tests.
+        """
+        self._next_token = token
 
     def _bind(self, reg: _Reg) -> None:
         self._by_token[reg.token] = reg
