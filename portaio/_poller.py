@@ -533,13 +533,12 @@ class Poller:
                 self._by_token.clear()
                 self._capacity = 0
 
-    def _leave_wait(self) -> None:
-        self._waiting -= 1
-        if self._close_pending:
-            with self._lock:
-                if self._close_pending and not self._waiting:
-                    self._close_pending = False
-                    self._release()
+    def _release_if_last(self) -> None:
+        """A poll left the kernel after close(): the last one out releases the fds."""
+        with self._lock:
+            if self._close_pending and not self._waiting:
+                self._close_pending = False
+                self._release()
 
     def _retire_after_fork(self) -> None:
         """In a forked child: close this process's copies of the poller's fds, refuse further use."""
