@@ -28,6 +28,8 @@ from ._stage import Step
 __all__ = ["Pacer", "Style", "colour_wanted", "format_step", "keyboard"]
 
 _SGR = {"title": "1", "does": "36", "kernel": "32", "why": "2", "bad": "1;31", "na": "33", "key": "7"}
+_KEYS = "\r\n qQ"
+"""Enter or space advances, q quits; every other key is ignored."""
 LABEL_WIDTH = 8
 WRAP = 100
 
@@ -120,6 +122,7 @@ class Pacer:
         self.step_mode = interactive and not play
         self._stdin = sys.stdin.fileno() if interactive else -1
         self._poller: portaio.Poller | None = None
+        self._typed: list[str] = []
 
     def __enter__(self) -> Pacer:
         self._stack = contextlib.ExitStack()
@@ -133,12 +136,15 @@ class Pacer:
         self._stack.close()
 
     def _key(self, timeout: float | None) -> str | None:
-        """The next key within *timeout* (None: wait as long as it takes), or None."""
+        """The next key that means something (Enter, space, q) within *timeout*, or None."""
         assert self._poller is not None
-        if not self._poller.poll(timeout):
-            return None
-        data = os.read(self._stdin, 64)
-        return data.decode(errors="replace")[:1] if data else "q"  # EOF: the user is gone
+        if not self._typed:
+            if not self._poller.poll(timeout):
+                return None
+            data = os.read(self._stdin, 64)
+            # Keys typed quickly arrive together: keep them, each advances once.
+            self._typed = [key for key in data.decode(errors="replace") if key in _KEYS] if data else ["q"]
+        return self._typed.pop(0) if self._typed else None
 
     def next(self) -> bool:
         """Wait before the next step; False when the user asked to quit."""
@@ -146,10 +152,9 @@ class Pacer:
             prompt = self.style("key", " Enter: next   q: quit ")
             self.out.write(prompt)
             self.out.flush()
-            while True:
+            key = None
+            while key is None:
                 key = self._key(None)
-                if key in ("\n", "\r", " ", "q", "Q"):
-                    break
             # Erase the prompt (where the terminal can), so the transcript stays clean.
             self.out.write("\r\x1b[K" if self.ansi else "\n")
             self.out.flush()
