@@ -53,8 +53,10 @@ def run_demo(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[st
     )
 
 
-def _facts(name: str, caps: portaio.Capabilities) -> list[str]:
-    """Regexes the transcript of scene *name* must show, in order, on a backend with *caps*."""
+def _facts(name: str, backend: str) -> list[str]:
+    """Regexes the transcript of scene *name* must show, in order, on *backend*."""
+    caps = portaio.backend_class(backend).capabilities
+    libkqueue = backend == "kqueue" and sys.platform.startswith("linux")  # Linux has no native kqueue
     fd = r"fd \d+"
     unsupported = r"kernel  Unsupported: portaio\[\w+\]: {} is not supported"
     if name == "level-edge":
@@ -95,7 +97,8 @@ def _facts(name: str, caps: portaio.Capabilities) -> list[str]:
         r"kernel  nothing; then the peer sends 1 byte: fd \d+ READABLE",
         rf"kernel  {fd} READABLE\|RDHUP; recv\(\) gives b'last words', then b'' \(EOF\)",
         rf"kernel  {fd} READABLE\|RDHUP\|HANGUP\n",
-        rf"kernel  {fd} (READABLE\|)?HANGUP\|ERROR; recv\(\) raises ConnectionResetError",
+        rf"kernel  {fd} (READABLE\|)?HANGUP\|ERROR; "
+        + (r"recv\(\) returns b''" if libkqueue else r"recv\(\) raises ConnectionResetError"),
         *[
             rf"{b:7} +nothing +READABLE\|RDHUP +READABLE\|RDHUP\|HANGUP +(READABLE\|)?HANGUP\|ERROR"
             for b in BACKENDS
@@ -127,7 +130,7 @@ def test_transcript_of_every_scene_states_the_kernels_answers(backend: str) -> N
     assert list(sections) == list(SCENES)
     caps = portaio.backend_class(backend).capabilities
     for name, text in sections.items():
-        _assert_in_order(text, _facts(name, caps), f"{name} on {backend}")
+        _assert_in_order(text, _facts(name, backend), f"{name} on {backend}")
     not_applicable = {n for n, t in sections.items() if "n/a     " in t}
     expected = ({"level-edge", "drain"} if not caps.edge else set()) | (
         {"herd"} if not caps.exclusive else set()
@@ -139,6 +142,9 @@ def test_transcript_of_every_scene_states_the_kernels_answers(backend: str) -> N
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", list(SCENES))
 def test_scene_closes_everything_it_opens(name: str, backend: str) -> None:
+    # libkqueue opens two process-wide fds of its own at its first kqueue (and keeps them):
+    # a poller made and closed first keeps them out of the count, on every backend alike.
+    portaio.Poller(backend).close()
     before = sorted(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
     result = run_scene(name, backend)
     assert result.outcome in ("ok", "n/a"), result.disagreement

@@ -96,11 +96,15 @@ class _Bench:
                 return f"ulimit -n is {soft}"
         return None
 
-    def close(self) -> None:
-        for fd in self.idle_fds:
+    def shrink(self, count: int) -> None:
+        """Unregister and close idle fds until *count* are left."""
+        while len(self.idle_fds) > count:
+            fd = self.idle_fds.pop()
             self.poller.unregister(fd)
             os.close(fd)
-        self.idle_fds.clear()
+
+    def close(self) -> None:
+        self.shrink(0)
 
 
 def _levels(stage: Stage, bench: _Bench) -> Iterator[tuple[int, float, str | None]]:
@@ -117,6 +121,24 @@ def _verdict(o1_wait: bool, ratio: float, biggest: int) -> bool:
     if o1_wait:
         return ratio < FLAT_MAX
     return biggest < 1000 or ratio >= GROWS_MIN
+
+
+def _confirmed(stage: Stage, bench: _Bench, costs: list[tuple[int, float]]) -> tuple[float, float]:
+    """t(N min) and t(N max), both ends re-measured (best kept) while the shape disagrees.
+
+    Two shared cores under load can stall a whole batch: before the demo calls
+    the kernel wrong it measures both ends again, up to three times.
+    """
+    (n0, t0), (n1, t1) = costs[0], costs[-1]
+    o1 = bench.poller.capabilities.o1_wait
+    for _ in range(3):
+        if _verdict(o1, t1 / t0, n1):
+            break
+        bench.shrink(n0)
+        t0 = min(t0, _cost(stage, bench.poller, bench.ready_fd))
+        bench.grow(n1)
+        t1 = min(t1, _cost(stage, bench.poller, bench.ready_fd))
+    return t0, t1
 
 
 def scaling(stage: Stage) -> Generator[Step, None, None]:
@@ -146,11 +168,10 @@ def scaling(stage: Stage) -> Generator[Step, None, None]:
             f" ({cost / base:.1f}x the cost at N = {costs[0][0]})",
             why,
         )
-    biggest, top = costs[-1]
-    ratio = top / costs[0][1]
+    biggest = costs[-1][0]
+    t0, t1 = _confirmed(stage, bench, costs)
+    ratio = t1 / t0
     does = f"compare t(N = {biggest}) / t(N = {costs[0][0]})"
-    if not _verdict(o1, ratio, biggest):  # one re-measure before calling the kernel wrong: load is noisy
-        ratio = _cost(stage, bench.poller, bench.ready_fd) / costs[0][1]
     stated = f"below {FLAT_MAX}x (flat)" if o1 else f"at least {GROWS_MIN}x (growing)"
     answer = stage.check(does, _verdict(o1, ratio, biggest), stated, f"{ratio:.1f}x")
     yield Step(
@@ -165,11 +186,10 @@ def scaling(stage: Stage) -> Generator[Step, None, None]:
     rows = []
     for name in portaio.available_backends():
         other = _Bench(stage, name)
-        measured = list(_levels(stage, other))
-        (n0, t0, _), (n1, t1, _) = measured[0], measured[-1]
-        other_o1 = portaio.backend_class(name).capabilities.o1_wait
-        if not _verdict(other_o1, t1 / t0, n1):
-            t1 = _cost(stage, other.poller, other.ready_fd)
+        measured = [(count, cost) for count, cost, _ in _levels(stage, other)]
+        (n0, _), (n1, _) = measured[0], measured[-1]
+        t0, t1 = _confirmed(stage, other, measured)
+        other_o1 = other.poller.capabilities.o1_wait
         stage.check(
             f"{name}: t(N = {n1}) / t(N = {n0})",
             _verdict(other_o1, t1 / t0, n1),
