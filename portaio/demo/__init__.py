@@ -112,7 +112,8 @@ class _Show:
 
     def scene(self, scene: Scene, backend: str, number: int, total: int) -> SceneResult:
         result = SceneResult(scene.name, backend)
-        stage = Stage(backend, live=self.pacer.live if self.pacer else None)
+        draws = self.pacer is not None and self.pacer.draws_live
+        stage = Stage(backend, live=self.pacer.live if self.pacer is not None and draws else None)
         steps = scene.run(stage)
         try:
             while True:

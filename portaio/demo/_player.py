@@ -169,6 +169,11 @@ class Pacer:
                 time.sleep(self.delay)
         return True
 
+    @property
+    def draws_live(self) -> bool:
+        """True where :meth:`live` redraws a line (a terminal that is not ``dumb``)."""
+        return self.interactive and self.ansi
+
     def live(self, text: str) -> None:
         """Redraw one status line in place (terminals only; a transcript has no use for it)."""
         if self.interactive and self.ansi:

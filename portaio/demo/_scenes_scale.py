@@ -19,6 +19,7 @@ scene counts the waiters whose poll reported the listener.
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import socket
@@ -47,8 +48,8 @@ def _fmt(seconds: float) -> str:
     return f"{seconds * 1e6:.1f} µs"
 
 
-def _cost(stage: Stage, poller: portaio.Poller, ready_fd: int) -> float:
-    """Seconds per ``poll(0)``: the best of 5 batches of ~2 ms (the least disturbed by load)."""
+def _cost(stage: Stage, poller: portaio.Poller, ready_fd: int, batches: int = 5) -> float:
+    """Seconds per ``poll(0)``: the best of *batches* batches of ~2 ms (the least disturbed by load)."""
     stage.expect(f"{poller.backend}: poll(0)", poller.poll(0), {ready_fd: READABLE})
     calls = 1
     while True:  # calibrate: a batch long enough for the clock, short enough to stay quick
@@ -59,7 +60,7 @@ def _cost(stage: Stage, poller: portaio.Poller, ready_fd: int) -> float:
             break
         calls *= 2
     best = float("inf")
-    for _ in range(5):
+    for _ in range(batches):
         start = time.perf_counter()
         for _ in range(calls):
             poller.poll(0)
@@ -108,13 +109,33 @@ class _Bench:
 
 
 def _levels(stage: Stage, bench: _Bench) -> Iterator[tuple[int, float, str | None]]:
+    """Grow to each of LEVELS and time a wait there: (idle fds, seconds per wait, why it stopped)."""
+    base: float | None = None
     for level in LEVELS:
+        if stage.shows_live:
+            base = _count_up(stage, bench, level, base)
         stopped = bench.grow(level)
-        count = len(bench.idle_fds)
-        stage.live(f"{bench.poller.backend}: {count} idle fds registered, timing poll(0) ...")
-        yield count, _cost(stage, bench.poller, bench.ready_fd), stopped
+        cost = _cost(stage, bench.poller, bench.ready_fd)
+        base = base or cost
+        yield len(bench.idle_fds), cost, stopped
         if stopped:
             return
+
+
+def _count_up(stage: Stage, bench: _Bench, level: int, base: float | None) -> float | None:
+    """The live counter: add idle fds in twentieths of the way to *level*, timing a wait after each."""
+    step = max(1, (level - len(bench.idle_fds)) // 20)
+    while len(bench.idle_fds) + step < level:
+        if bench.grow(len(bench.idle_fds) + step):
+            break
+        cost = _cost(stage, bench.poller, bench.ready_fd, batches=2)
+        base = min(base or cost, cost)  # the cheapest wait seen is the reference
+        # Log scale: one # per doubling's eighth, so 1x is one mark and 100x fits a line.
+        bar = "#" * min(60, 1 + round(8 * math.log2(max(1.0, cost / base))))
+        stage.live(
+            f"{bench.poller.backend:6} N = {len(bench.idle_fds):5}  {_fmt(cost):>10} per wait  {bar} (log)"
+        )
+    return base
 
 
 def _verdict(o1_wait: bool, ratio: float, biggest: int) -> bool:

@@ -98,6 +98,8 @@ class Stage:
         self.capabilities = portaio.backend_class(backend).capabilities
         self._stack = contextlib.ExitStack()
         self._live = live
+        self.shows_live = live is not None
+        """True where :meth:`live` draws (a terminal): worth measuring for a live counter."""
 
     # ------------------------------------------------------------- resources
     def keep(self, closeable: Any) -> Any:
