@@ -338,6 +338,17 @@ def test_step_mode_runs_to_the_end_on_enter(terminal: list[Terminal]) -> None:
     assert "\x1b[" not in term.screen  # TERM=dumb: plain text, no erase-line either
 
 
+def test_live_counter_on_a_terminal_only(terminal: list[Terminal]) -> None:
+    """The scaling scene redraws a counter in place on a terminal; a transcript has none."""
+    term = Terminal("scaling", "--backend", "poll", "--play", "--delay", "0")
+    terminal.append(term)
+    assert term.wait(timeout=60) == 0
+    counters = re.findall(r"\r\x1b\[K(?:\x1b\[2m)?poll +N = +(\d+) +[\d.]+ µs per wait +#+ \(log\)", term.screen)
+    assert len(counters) >= 20 and int(counters[-1]) > int(counters[0]), counters
+    piped = run_demo("scaling", "--backend", "poll")
+    assert piped.returncode == 0 and "per wait  #" not in piped.stdout
+
+
 def test_play_mode_on_a_terminal_advances_alone_and_q_quits(terminal: list[Terminal]) -> None:
     term = Terminal("oneshot", "--backend", "poll", "--play", "--delay", "0.05")
     terminal.append(term)
