@@ -343,7 +343,8 @@ def test_live_counter_on_a_terminal_only(terminal: list[Terminal]) -> None:
     term = Terminal("scaling", "--backend", "poll", "--play", "--delay", "0")
     terminal.append(term)
     assert term.wait(timeout=60) == 0
-    counters = re.findall(r"\r\x1b\[K(?:\x1b\[2m)?poll +N = +(\d+) +[\d.]+ µs per wait +#+ \(log\)", term.screen)
+    live = r"\r\x1b\[K(?:\x1b\[2m)?poll +N = +(\d+) +[\d.]+ µs per wait +#+ \(log\)"
+    counters = re.findall(live, term.screen)
     assert len(counters) >= 20 and int(counters[-1]) > int(counters[0]), counters
     piped = run_demo("scaling", "--backend", "poll")
     assert piped.returncode == 0 and "per wait  #" not in piped.stdout

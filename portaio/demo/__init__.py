@@ -126,6 +126,8 @@ class _Show:
                     break
                 except Disagreement as err:
                     result.outcome, result.disagreement = "disagrees", err
+                    if not result.steps:
+                        self._header(scene, backend, number, total)
                     self._disagrees(err)
                     break
                 if not result.steps:
