@@ -217,6 +217,38 @@ def test_unavailable_backend_says_why() -> None:
     assert portaio.unavailable_reasons()[missing[0]] in result.stderr
 
 
+def test_portaio_backend_naming_a_missing_backend_exits_2() -> None:
+    env = {**_env(), "PORTAIO_BACKEND": "nosuch"}
+    result = subprocess.run(
+        [sys.executable, "-m", "portaio", "demo", "oneshot"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=PACKAGE_ROOT,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "unknown backend 'nosuch'" in result.stderr and "PORTAIO_BACKEND" in result.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_demo_quietly() -> None:
+    """``portaio demo | head``: the closed pipe is no traceback, and nothing is left open."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "portaio", "demo", "oneshot", "--backend", "poll"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+        cwd=PACKAGE_ROOT,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the demo writes its first line
+    stderr = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(60) == 0, stderr
+    assert "Traceback" not in stderr
+
+
 def test_scenes_by_name_in_the_order_given_and_play_delay_zero() -> None:
     result = run_demo("hangups", "oneshot", "--play", "--delay", "0", "--backend", "poll,select")
     assert result.returncode == 0, result.stderr

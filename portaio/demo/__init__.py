@@ -245,32 +245,44 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
     interactive = out is sys.stdout and sys.stdin.isatty() and sys.stdout.isatty()
     ansi = interactive and os.environ.get("TERM", "dumb") != "dumb"
     width = min(WRAP, shutil.get_terminal_size().columns) if interactive else WRAP
-    backends = args.backend or [portaio.default_backend()]
+    try:  # the default honours PORTAIO_BACKEND, which may name a backend this machine lacks
+        backends = args.backend or _backends(portaio.default_backend())
+    except argparse.ArgumentTypeError as err:
+        print(f"portaio demo: {err} (from PORTAIO_BACKEND)", file=sys.stderr)
+        return 2
     names = args.scenes or list(SCENES)
-    uname = platform.uname()
-    results: list[SceneResult] = []
     with Pacer(out, style, play=args.play, delay=args.delay, interactive=interactive, ansi=ansi) as pacer:
-        show = _Show(out, style, pacer, width)
-        print(
-            style(
-                "title",
-                f"portaio {portaio.__version__} demo on {uname.system} {uname.release},"
-                f" {platform.python_implementation()} {platform.python_version()}",
-            ),
-            file=out,
-        )
-        if pacer.step_mode:
-            print(style("why", "Enter: next step   q: quit"), file=out)
         try:
-            for n, name in enumerate(names, 1):
-                for backend in backends:
-                    results.append(show.scene(SCENES[name], backend, n, len(names)))
-                    if results[-1].outcome == "quit":
-                        print("\nquit.", file=out)
-                        return 0
+            return _play(_Show(out, style, pacer, width), names, backends)
         except KeyboardInterrupt:
             print("\ninterrupted.", file=out)
             return 130
+        except BrokenPipeError:  # piped into head, say: the reader has seen enough
+            if out is sys.stdout:  # keep Python's exit-time flush from failing again
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+            return 0
+
+
+def _play(show: _Show, names: list[str], backends: list[str]) -> int:
+    """Every scene of *names* on every backend of *backends*, then the summary; the exit status."""
+    out, style = show.out, show.style
+    uname = platform.uname()
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    print(
+        style("title", f"portaio {portaio.__version__} demo on {uname.system} {uname.release}, {python}"),
+        file=out,
+    )
+    if show.pacer is not None and show.pacer.step_mode:
+        print(style("why", "Enter: next step   q: quit"), file=out)
+    results: list[SceneResult] = []
+    for n, name in enumerate(names, 1):
+        for backend in backends:
+            results.append(show.scene(SCENES[name], backend, n, len(names)))
+            if results[-1].outcome == "quit":
+                print("\nquit.", file=out)
+                return 0
     text, status = _summary(results)
     print("\n" + style("bad" if status else "title", text), file=out)
     return status
