@@ -26,9 +26,10 @@ from typing import IO
 import portaio
 
 from ._player import WRAP, Pacer, Style, colour_wanted, format_step
-from ._scenes_hangup import hangups
+from ._scene_hangups import hangups
+from ._scene_herd import herd
+from ._scene_scaling import scaling
 from ._scenes_modes import drain_trap, level_edge, oneshot
-from ._scenes_scale import herd, scaling
 from ._stage import Disagreement, Scene, Stage, Step
 
 __all__ = ["SCENES", "Disagreement", "Scene", "SceneResult", "Step", "main", "run_scene"]
@@ -73,7 +74,7 @@ SCENES: dict[str, Scene] = {
         ),
         Scene(
             "hangups",
-            "Hang-ups: half-close, shutdown, both shut, reset",
+            "Hang-ups: peer FIN (half-close), own shutdown, both shut, peer RST",
             "What a connection's end looks"
             " like: RDHUP, HANGUP and ERROR, on this backend and then on every backend.",
             hangups,

@@ -54,7 +54,9 @@ def level_edge(stage: Stage) -> Generator[Step, None, None]:
     )
     b.send(b"L" * 2 * KB4)
     does = "b sends 8192 bytes; poll(1.0)"
-    yield Step(does, stage.expect(does, poller.poll(1.0), {fd: READABLE}), "8 KB arrived: fd is readable.")
+    yield Step(
+        does, stage.expect(does, poller.poll(1.0), {fd: READABLE}), f"8 KB arrived: fd {fd} is readable."
+    )
     got = len(a.recv(KB4))
     does = f"recv(4096) on fd {fd} reads {got} bytes, {pending(a)} left unread; poll(0)"
     stage.check(does, got == KB4 and pending(a) == KB4, "4096 read, 4096 left", f"{got} read")

@@ -1,4 +1,4 @@
-"""Scenes about many fds and many waiters: O(N) against O(ready), and the thundering herd.
+"""The scaling scene: O(N) against O(ready), a live counter of the cost of one wait.
 
 select(2) and poll(2) hand the kernel the whole fd set on every call; the
 kernel asks every fd whether it is ready, so one wait costs time in
@@ -9,12 +9,6 @@ takes items off the ready list and never looks at idle fds.  The scene times
 ``dup()`` copies of one idle socket: each is a separate fd the kernel must ask
 (poll, select) or keep an entry for (epoll, kqueue), and one fd each keeps the
 count far below ``ulimit -n`` and select's ``FD_SETSIZE``.
-
-When several threads or processes each wait on one shared listening socket
-with their own poller, one connection wakes every waiter; one wins
-``accept()`` and the others get EAGAIN — the thundering herd.  EPOLLEXCLUSIVE
-asks the kernel to wake one of them (Linux promises "one or more").  The
-scene counts the waiters whose poll reported the listener.
 """
 
 from __future__ import annotations
@@ -22,8 +16,6 @@ from __future__ import annotations
 import math
 import os
 import resource
-import socket
-import threading
 import time
 from collections.abc import Generator, Iterator
 
@@ -31,7 +23,7 @@ import portaio
 
 from ._stage import Stage, Step, describe
 
-__all__ = ["herd", "scaling"]
+__all__ = ["scaling"]
 
 READABLE = portaio.READABLE
 LEVELS = (10, 100, 1000, 4000)
@@ -40,8 +32,6 @@ FLAT_MAX = 2.5
 """An O(ready) backend's t(N max) / t(10) must stay below this to be called flat."""
 GROWS_MIN = 4.0
 """An O(registered) backend's t(N max) / t(10) must reach this (N max >= 1000) to be called growing."""
-WAITERS = 8
-"""Threads, each with its own poller, waiting on one listening socket."""
 
 
 def _fmt(seconds: float) -> str:
@@ -223,108 +213,4 @@ def scaling(stage: Stage) -> Generator[Step, None, None]:
         "the same on every backend here",
         "\n".join(rows),
         "epoll and kqueue stay flat; poll and select grow with every idle fd (select stops at fd 1023).",
-    )
-
-
-def _count_wakeups(stage: Stage, listener: socket.socket, mode: int) -> tuple[int, int, int]:
-    """One connection to *listener*: (waiters woken, accept() winners, accept() EAGAINs)."""
-    pollers = [stage.poller() for _ in range(WAITERS)]
-    for poller in pollers:
-        poller.register(listener, READABLE | mode)
-    outcome: list[str] = [""] * WAITERS
-    started = threading.Barrier(WAITERS + 1)
-    first_woken = threading.Event()
-    go_accept = threading.Event()
-    accepted = threading.Event()
-
-    def wait(i: int) -> None:
-        started.wait(5.0)
-        events = pollers[i].poll(5.0)  # bounded: a waiter not woken is released by wake()
-        if not any(e.fd == listener.fileno() for e in events):
-            outcome[i] = "asleep"
-            return
-        outcome[i] = "woken"
-        first_woken.set()
-        go_accept.wait(5.0)
-        try:
-            conn, _ = listener.accept()
-        except BlockingIOError:
-            outcome[i] = "EAGAIN"
-        else:
-            conn.close()
-            outcome[i] = "accepted"
-            accepted.set()
-
-    threads = [threading.Thread(target=wait, args=(i,), daemon=True) for i in range(WAITERS)]
-    for thread in threads:
-        thread.start()
-    try:
-        started.wait(5.0)
-        time.sleep(0.1)  # let every waiter get into the kernel before the connection comes
-        with socket.create_connection(listener.getsockname(), timeout=5.0):
-            first_woken.wait(2.0)
-            time.sleep(0.1)  # the rest of a herd reports within this
-            go_accept.set()
-            accepted.wait(2.0)  # before wake(): a waiter released then must find nothing to accept
-    finally:
-        go_accept.set()
-        for i, thread in enumerate(threads):
-            pollers[i].wake()  # releases a waiter the kernel never woke (its poll reports WAKE only)
-            thread.join(5.0)
-        for poller in pollers:
-            poller.close()
-    woken = sum(o in ("accepted", "EAGAIN") for o in outcome)
-    return woken, outcome.count("accepted"), outcome.count("EAGAIN")
-
-
-def herd(stage: Stage) -> Generator[Step, None, None]:
-    """Count the waiters one connection wakes, without and with EXCLUSIVE."""
-    listener = stage.listener()
-    fd = listener.fileno()
-    port = listener.getsockname()[1]
-    yield Step(
-        f"listen on 127.0.0.1:{port} (fd {fd}); {WAITERS} threads, each with its own {stage.backend}"
-        f" poller, register fd {fd} READABLE and poll",
-        "registered",
-        "Pre-forked servers and thread pools share one listening socket like this.",
-    )
-    tries = 1
-    woken, won, eagain = _count_wakeups(stage, listener, 0)
-    while woken < WAITERS and tries < 3:  # a waiter not yet asleep when the connection came
-        tries += 1
-        woken, won, eagain = _count_wakeups(stage, listener, 0)
-    does = "connect once; every woken waiter calls accept()"
-    answer = f"{woken} of {WAITERS} polls report fd {fd} READABLE; accept(): {won} wins, {eagain} get EAGAIN"
-    stage.check(does, woken == WAITERS and won == 1, f"{WAITERS} woken, 1 wins", answer)
-    yield Step(
-        does + (f" (try {tries})" if tries > 1 else ""),
-        answer,
-        "The thundering herd: one connection woke every waiter, and all but one woke for nothing.",
-    )
-    refusal = stage.refusal(
-        f"register fd {fd} READABLE|EXCLUSIVE",
-        stage.capabilities.exclusive,
-        lambda: stage.poller().register(listener, READABLE | portaio.EXCLUSIVE),
-    )
-    if refusal is not None:
-        yield Step(
-            f"register fd {fd} READABLE|EXCLUSIVE",
-            refusal,
-            f"Wake-one is epoll's EPOLLEXCLUSIVE; {stage.backend} has no such mode, so it does not apply"
-            " here (SO_REUSEPORT, one listener per worker, avoids the herd everywhere).",
-            applies=False,
-        )
-        return
-    tries = 1
-    woken, won, eagain = _count_wakeups(stage, listener, portaio.EXCLUSIVE)
-    while woken >= WAITERS and tries < 3:
-        tries += 1
-        woken, won, eagain = _count_wakeups(stage, listener, portaio.EXCLUSIVE)
-    does = f"the same {WAITERS} waiters with READABLE|EXCLUSIVE; connect once"
-    answer = f"{woken} of {WAITERS} polls report fd {fd} READABLE; accept(): {won} wins, {eagain} get EAGAIN"
-    stage.check(does, 1 <= woken < WAITERS and won == 1, f"fewer than {WAITERS} woken, 1 wins", answer)
-    yield Step(
-        does + (f" (try {tries})" if tries > 1 else ""),
-        answer,
-        "EXCLUSIVE: the kernel wakes one waiter (Linux promises one or more, never all).",
     )

@@ -122,18 +122,18 @@ CASES: list[tuple[str, Callable[[_Cases], tuple[str, str]], str]] = [
         "Shutting our own writing side is no hang-up: we can still receive.",
     ),
     (
-        "half-close",
+        "peer FIN",
         _Cases.half_close,
         "A FIN is a half-close: data sent before it is still readable, then EOF; we may still write.",
     ),
     ("both shut", _Cases.both_shut, "Both directions shut: HANGUP, reported whether asked for or not."),
     (
-        "reset (RST)",
+        "peer RST",
         _Cases.reset,
         "A reset is ERROR|HANGUP even on a READABLE-only watch: always check for them.",
     ),
 ]
-"""The cases in order: (label, run, why); each leaves no fd registered but ``half-close``."""
+"""The cases in order: (label, run, why); each leaves no fd registered but ``peer FIN``."""
 
 
 def _flags_only(answer: str) -> str:
