@@ -109,7 +109,7 @@ def _facts(name: str, backend: str) -> list[str]:
 def _sections(transcript: str) -> dict[str, str]:
     """The transcript cut at each scene header (``== i/n NAME on BACKEND: ...``)."""
     parts = re.split(r"^== \d+/\d+ (\S+) on \S+: ", transcript, flags=re.M)
-    return dict(zip(parts[1::2], parts[2::2]))  # noqa: B905 (Python 3.9)
+    return dict(zip(parts[1::2], parts[2::2]))
 
 
 def _assert_in_order(text: str, patterns: list[str], where: str) -> None:
@@ -404,7 +404,7 @@ def _skeleton(transcript: str) -> list[str]:
     flat = re.sub(r"\s+", " ", transcript)
     parts = re.split(r" (\d+ do|kernel|why|n/a) ", flat)
     skeleton = []
-    for label, text in zip(parts[1::2], parts[2::2]):  # noqa: B905 (Python 3.9)
+    for label, text in zip(parts[1::2], parts[2::2]):
         if label != "kernel":
             text = re.sub(r" [(]try [0-9][)]", "", text)  # the herd scene's retries
             skeleton.append(f"{label.split()[-1]} {re.sub(r'[0-9]+([.][0-9]+)?', 'N', text).strip()}")
