@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build portaio's AFD-poll state machine (portaio/_afd/afd.c) and its C-level
+# Build portaio's AFD-poll state machine (csrc/portaio_afd.c) and its C-level
 # conformance checks (tests/wine/afd_test.c) with mingw-w64, warnings as
 # errors, and run them under Wine.  Installs gcc-mingw-w64-x86-64 and wine64
 # with apt-get when they are missing.  Bounded in time: the run is killed
@@ -59,8 +59,8 @@ stop_wine() {
 trap 'stop_wine; rm -rf "$build"' EXIT
 
 echo "wine-afd-test: $("$CC" --version | head -1); $("$WINE" --version 2>/dev/null || echo wine)"
-"$CC" -std=c11 -O2 -Wall -Wextra -Werror -Iportaio/_afd \
-    -o "$build/afd_test.exe" tests/wine/afd_test.c portaio/_afd/afd.c -lws2_32
+"$CC" -std=c11 -O2 -Wall -Wextra -Werror -Icsrc \
+    -o "$build/afd_test.exe" tests/wine/afd_test.c csrc/portaio_afd.c -lws2_32
 
 # 2,000 sockets are 2,000 Unix fds in Wine's processes.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

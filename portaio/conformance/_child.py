@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import traceback
 from collections.abc import Callable
 
@@ -14,6 +15,8 @@ def in_child(body: Callable[[], str]) -> str:
 
     The child never returns into the caller (it leaves with ``os._exit``).
     """
+    if sys.platform == "win32":  # pragma: no cover
+        raise RuntimeError("in_child needs fork(): not on Windows")
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -72,8 +73,14 @@ class Closer:
         return item
 
     def socketpair(
-        self, family: int = socket.AF_UNIX, type: int = socket.SOCK_STREAM
+        self, family: int = -1, type: int = socket.SOCK_STREAM
     ) -> tuple[socket.socket, socket.socket]:
+        # AF_UNIX where it exists; Windows' socketpair() is loopback TCP.
+        if family == -1:
+            if sys.platform == "win32":
+                family = socket.AF_INET
+            else:
+                family = socket.AF_UNIX
         a, b = socket.socketpair(family, type)
         for s in (a, b):
             s.setblocking(False)
@@ -81,6 +88,8 @@ class Closer:
         return a, b
 
     def pipe(self) -> tuple[int, int]:
+        if sys.platform == "win32":  # pragma: no cover
+            pytest.skip("a pipe is not a socket: Windows' select() and AFD poll sockets only")
         r, w = os.pipe()
         os.set_blocking(r, False)
         os.set_blocking(w, False)

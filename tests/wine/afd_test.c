@@ -1,4 +1,4 @@
-/* C-level conformance checks of portaio/_afd/afd.c.
+/* C-level conformance checks of csrc/portaio_afd.c.
  *
  * Built with mingw-w64 and run under Wine by tools/wine-afd-test.sh (and on
  * Windows by anyone: it is an ordinary console program).  Each check is a
@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "afd.h"
+#include "portaio_afd.h"
 
 #define R PORTAIO_AFD_READABLE
 #define W PORTAIO_AFD_WRITABLE
@@ -164,7 +164,7 @@ static int wait_map(portaio_afd_port *port, double timeout, int64_t map[64])
 static void test_level(void)
 {
     SOCKET a, b;
-    portaio_afd_port *port = portaio_afd_open(WAKE_TOKEN);
+    portaio_afd_port *port = portaio_afd_open();
     int64_t map[64];
     int n;
     tcp_pair(&a, &b);
@@ -192,7 +192,7 @@ static void test_level(void)
 static void test_writable_and_union(void)
 {
     SOCKET a, b;
-    portaio_afd_port *port = portaio_afd_open(WAKE_TOKEN);
+    portaio_afd_port *port = portaio_afd_open();
     portaio_afd_sock *s;
     int64_t map[64];
     tcp_pair(&a, &b);
@@ -212,7 +212,7 @@ static void test_writable_and_union(void)
 static void test_oneshot(void)
 {
     SOCKET a, b;
-    portaio_afd_port *port = portaio_afd_open(WAKE_TOKEN);
+    portaio_afd_port *port = portaio_afd_open();
     portaio_afd_sock *s;
     int64_t map[64];
     tcp_pair(&a, &b);
@@ -234,12 +234,12 @@ static void test_oneshot(void)
 static void test_refusals(void)
 {
     SOCKET a, b;
-    portaio_afd_port *port = portaio_afd_open(WAKE_TOKEN);
+    portaio_afd_port *port = portaio_afd_open();
     portaio_afd_sock *s;
     HANDLE file;
     uint64_t keys[4];
     tcp_pair(&a, &b);
-    /* EDGE cannot be exact on AFD (see afd.c): refused, never approximated. */
+    /* EDGE cannot be exact on AFD (see portaio_afd.c): refused, never approximated. */
     CHECK(portaio_afd_add(port, a, R | PORTAIO_AFD_EDGE, 6) == NULL &&
               GetLastError() == ERROR_NOT_SUPPORTED,
           "EDGE refused: %lu", GetLastError());
@@ -287,7 +287,7 @@ static void check_fin_with_data_unread(portaio_afd_port *port, SOCKET a, uint32_
 static void test_peer_shutdown(void)
 {
     SOCKET a, b;
-    portaio_afd_port *port = portaio_afd_open(WAKE_TOKEN);
+    portaio_afd_port *port = portaio_afd_open();
     int64_t map[64];
     char buf[16];
     tcp_pair(&a, &b);
@@ -303,7 +303,7 @@ static void test_peer_shutdown(void)
     closesocket(b);
 
     /* FIN with data unread, READABLE|RDHUP. */
-    port = portaio_afd_open(WAKE_TOKEN);
+    port = portaio_afd_open();
     tcp_pair(&a, &b);
     portaio_afd_add(port, a, R | RDHUP, 8);
     send_str(b, "tail");
@@ -315,7 +315,7 @@ static void test_peer_shutdown(void)
     closesocket(b);
 
     /* RDHUP alone: data is not a hang-up, the FIN is. */
-    port = portaio_afd_open(WAKE_TOKEN);
+    port = portaio_afd_open();
     tcp_pair(&a, &b);
     portaio_afd_add(port, a, RDHUP, 9);
     send_str(b, "data");
@@ -327,7 +327,7 @@ static void test_peer_shutdown(void)
     closesocket(b);
 
     /* Data and FIN already in when registered for both directions. */
-    port = portaio_afd_open(WAKE_TOKEN);
+    port = portaio_afd_open();
     tcp_pair(&a, &b);
     send_str(b, "last words");
     shutdown(b, SD_SEND);
@@ -342,7 +342,7 @@ static void test_peer_shutdown(void)
 static void test_both_directions_shut(void)
 {
     SOCKET a, b;
-    portaio_afd_port *port = portaio_afd_open(WAKE_TOKEN);
+    portaio_afd_port *port = portaio_afd_open();
     uint32_t got;
     tcp_pair(&a, &b);
     portaio_afd_add(port, a, R, 17);
@@ -359,7 +359,7 @@ static void test_both_directions_shut(void)
 static void test_local_shutdown_and_close(void)
 {
     SOCKET a, b;
-    portaio_afd_port *port = portaio_afd_open(WAKE_TOKEN);
+    portaio_afd_port *port = portaio_afd_open();
     int64_t map[64];
     portaio_afd_sock *s;
     tcp_pair(&a, &b);
@@ -373,7 +373,7 @@ static void test_local_shutdown_and_close(void)
     closesocket(b);
 
     /* Peer closes (TCP: a FIN, as a shutdown): READABLE for READABLE interest. */
-    port = portaio_afd_open(WAKE_TOKEN);
+    port = portaio_afd_open();
     tcp_pair(&a, &b);
     portaio_afd_add(port, a, R, 12);
     closesocket(b);
@@ -388,7 +388,7 @@ static void test_local_shutdown_and_close(void)
     {
         int pending;
         for (pending = 0; pending <= 1; pending++) {
-            port = portaio_afd_open(WAKE_TOKEN);
+            port = portaio_afd_open();
             tcp_pair(&a, &b);
             s = portaio_afd_add(port, a, pending ? R : R | W, 13);
             if (pending)
@@ -415,7 +415,7 @@ static void test_reset(void)
     size_t i;
     for (i = 0; i < sizeof(interests) / sizeof(interests[0]); i++) {
         SOCKET a, b;
-        portaio_afd_port *port = portaio_afd_open(WAKE_TOKEN);
+        portaio_afd_port *port = portaio_afd_open();
         uint32_t got, interest = interests[i];
         tcp_pair(&a, &b);
         portaio_afd_add(port, a, interest, 14);
@@ -438,7 +438,7 @@ static void test_connect_fail_and_accept(void)
 {
     struct sockaddr_in addr;
     SOCKET l = listener(&addr), c, s;
-    portaio_afd_port *port = portaio_afd_open(WAKE_TOKEN);
+    portaio_afd_port *port = portaio_afd_open();
     uint32_t got;
     /* A listening socket is READABLE when a connection waits. */
     portaio_afd_add(port, l, R, 15);
@@ -452,7 +452,7 @@ static void test_connect_fail_and_accept(void)
     portaio_afd_close(port);
     closesocket(l); /* its port is now free: nobody listens */
 
-    port = portaio_afd_open(WAKE_TOKEN);
+    port = portaio_afd_open();
     c = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
     set_nonblocking(c);
     CHECK(connect(c, (struct sockaddr *)&addr, sizeof(addr)) != 0 &&
@@ -473,7 +473,7 @@ static void test_many_sockets(void)
     static int seen[PAIRS];
     struct sockaddr_in addr;
     SOCKET l = listener(&addr);
-    portaio_afd_port *port = portaio_afd_open(WAKE_TOKEN);
+    portaio_afd_port *port = portaio_afd_open();
     uint64_t keys[64];
     int i, distinct = 0, waits = 0, stray = 0;
     double t0 = now_s();
@@ -544,7 +544,7 @@ static DWORD WINAPI act_later(void *p)
     else if (arg->op == 1)
         portaio_afd_add(arg->port, arg->socket, arg->events, arg->token);
     else if (arg->op == 2)
-        portaio_afd_wake(arg->port);
+        portaio_afd_wake(arg->port, WAKE_TOKEN);
     return 0;
 }
 
@@ -561,7 +561,7 @@ static double timed_wait(struct thread_arg *arg, uint32_t token, uint32_t *flags
 static void test_threads(void)
 {
     SOCKET a, b, c, d;
-    portaio_afd_port *port = portaio_afd_open(WAKE_TOKEN);
+    portaio_afd_port *port = portaio_afd_open();
     struct thread_arg arg;
     uint32_t flags;
     double took;
@@ -618,7 +618,7 @@ static void test_close_while_waiting(void)
 {
     enum { N = 100 };
     SOCKET xs[N], ys[N];
-    portaio_afd_port *port = portaio_afd_open(WAKE_TOKEN);
+    portaio_afd_port *port = portaio_afd_open();
     uint64_t keys[8];
     HANDLE t;
     int i;
@@ -643,7 +643,7 @@ static void test_close_while_waiting(void)
 static void test_removal(void)
 {
     SOCKET a, b;
-    portaio_afd_port *port = portaio_afd_open(WAKE_TOKEN);
+    portaio_afd_port *port = portaio_afd_open();
     portaio_afd_sock *s;
     int64_t map[64];
     tcp_pair(&a, &b);
@@ -684,22 +684,22 @@ static void test_removal(void)
 
 static void test_wake_and_timeouts(void)
 {
-    portaio_afd_port *port = portaio_afd_open(WAKE_TOKEN);
+    portaio_afd_port *port = portaio_afd_open();
     uint64_t keys[8];
     double t0, took;
     int n, i, early = 0;
     static const double timeouts[] = {0.001, 0.005, 0.02, 0.03};
 
-    portaio_afd_wake(port);
-    portaio_afd_wake(port);
-    portaio_afd_wake(port);
+    portaio_afd_wake(port, WAKE_TOKEN);
+    portaio_afd_wake(port, WAKE_TOKEN);
+    portaio_afd_wake(port, WAKE_TOKEN);
     t0 = now_s();
     n = portaio_afd_wait(port, keys, 8, -1);
     CHECK(n == 1 && keys[0] == ((uint64_t)WAKE_TOKEN << 32 | PORTAIO_AFD_WAKE),
           "a wake before the wait: n=%d", n);
     CHECK(now_s() - t0 < 1.0, "at once");
     CHECK(portaio_afd_wait(port, keys, 8, 0.05) == 0, "three wakes coalesced into one");
-    portaio_afd_wake(port);
+    portaio_afd_wake(port, WAKE_TOKEN);
     CHECK(portaio_afd_wait(port, keys, 8, 0) == 1, "and a wake after a report comes again");
 
     for (i = 0; i < (int)(sizeof(timeouts) / sizeof(timeouts[0])); i++) {

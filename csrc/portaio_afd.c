@@ -128,7 +128,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "afd.h"
+#include "portaio_afd.h"
 
 /* ---------------------------------------------------------------- the NT API
  * Declared here under our own names (winternl.h lacks some, and differs
@@ -292,7 +292,6 @@ struct portaio_afd_port {
     int waiting;          /* threads inside GetQueuedCompletionStatusEx */
     int closing;
     volatile LONG wake_posted;
-    uint32_t wake_token;
 };
 
 static void link_init(afd_link *l) { l->next = l->prev = l; }
@@ -622,7 +621,7 @@ static int complete(portaio_afd_port *port, afd_iosb *iosb, uint64_t *out)
 
 /* ------------------------------------------------------------ the API */
 
-portaio_afd_port *portaio_afd_open(uint32_t wake_token)
+portaio_afd_port *portaio_afd_open(void)
 {
     portaio_afd_port *port;
     if (!InitOnceExecuteOnce(&afd_nt_once, afd_nt_resolve, NULL, NULL)) {
@@ -645,7 +644,6 @@ portaio_afd_port *portaio_afd_open(uint32_t wake_token)
     link_init(&port->groups);
     link_init(&port->socks);
     link_init(&port->updates);
-    port->wake_token = wake_token;
     return port;
 }
 
@@ -811,8 +809,9 @@ int portaio_afd_wait(portaio_afd_port *port, uint64_t *keys, int max_keys, doubl
         }
         for (i = 0; i < got; i++) {
             if (entries[i].lpCompletionKey == AFD_KEY_WAKE) {
+                /* The token rides in the byte count; close()'s own posts carry 0. */
                 InterlockedExchange(&port->wake_posted, 0);
-                keys[n++] = key(PORTAIO_AFD_WAKE, port->wake_token);
+                keys[n++] = key(PORTAIO_AFD_WAKE, (uint32_t)entries[i].dwNumberOfBytesTransferred);
             } else {
                 n += complete(port, (afd_iosb *)entries[i].lpOverlapped, &keys[n]);
             }
@@ -828,11 +827,11 @@ int portaio_afd_wait(portaio_afd_port *port, uint64_t *keys, int max_keys, doubl
     return n;
 }
 
-int portaio_afd_wake(portaio_afd_port *port)
+int portaio_afd_wake(portaio_afd_port *port, uint32_t token)
 {
     if (InterlockedCompareExchange(&port->wake_posted, 1, 0) != 0)
         return 0; /* one is on its way: coalesce */
-    if (!PostQueuedCompletionStatus(port->iocp, 0, AFD_KEY_WAKE, NULL)) {
+    if (!PostQueuedCompletionStatus(port->iocp, (DWORD)token, AFD_KEY_WAKE, NULL)) {
         DWORD error = GetLastError();
         InterlockedExchange(&port->wake_posted, 0);
         return fail(error);

@@ -1,7 +1,7 @@
 /* portaio's AFD-poll state machine for Windows: the C API.
  *
- * afd.c explains the kernel facts.  This header is read twice: by the C
- * compiler (afd.c, the cffi module on win32, the Wine test program) and, the
+ * portaio_afd.c explains the kernel facts.  This header is read twice: by the C
+ * compiler (portaio_afd.c, the cffi module on win32, the Wine test program) and, the
  * part between the cffi markers only, by cffi's cdef parser in build_ffi.py,
  * which is why that part uses nothing but plain declarations and integer
  * #defines.
@@ -38,9 +38,8 @@
 typedef struct portaio_afd_port portaio_afd_port;
 typedef struct portaio_afd_sock portaio_afd_sock;
 
-/* A new port: an I/O completion port, no AFD handle yet.  Wake-ups are
-   reported as the key PORTAIO_AFD_WAKE | (uint64_t)wake_token << 32. */
-portaio_afd_port *portaio_afd_open(uint32_t wake_token);
+/* A new port: an I/O completion port, no AFD handle yet. */
+portaio_afd_port *portaio_afd_open(void);
 
 /* Watch a socket: `events` is portaio interest (READABLE, WRITABLE, PRIORITY,
    RDHUP; HANGUP and ERROR accepted and always reported; ONESHOT).  EDGE and
@@ -67,9 +66,10 @@ int portaio_afd_remove(portaio_afd_port *port, portaio_afd_sock *sock);
    and returns how many (0 at the timeout). */
 int portaio_afd_wait(portaio_afd_port *port, uint64_t *keys, int max_keys, double timeout);
 
-/* Make a wait return the wake key (now, or the next wait if none is
-   blocked).  Coalesced: many wakes before a wait reports one key. */
-int portaio_afd_wake(portaio_afd_port *port);
+/* Make a wait return the key PORTAIO_AFD_WAKE | (uint64_t)token << 32 (now,
+   or the next wait if none is blocked).  Coalesced: wakes posted before a
+   wait takes the first one are reported as one key (with the first token). */
+int portaio_afd_wake(portaio_afd_port *port, uint32_t token);
 
 /* Cancel every poll, wait (bounded) for the kernel to release their memory,
    close every handle the port created and free the port. */
