@@ -260,7 +260,9 @@ def kqueue_ffi() -> FFI:
 # csrc/portaio_afd.h between the cffi markers, so the declarations exist once.
 # The same C is compiled by mingw-w64 with -Wall -Wextra -Werror and tested
 # under Wine by tools/wine-afd-test.sh; here, on Windows, by the compiler
-# setuptools finds (MSVC), at its warning level 3.
+# setuptools finds (MSVC, at its default warning level).  portaio_afd.c is a
+# translation unit of its own: the Windows headers it needs (winsock2.h before
+# windows.h) never meet Python.h, which cffi's wrapper includes first.
 
 
 def afd_cdef() -> str:
@@ -275,10 +277,10 @@ def afd_ffi() -> FFI:
     ffi.cdef(afd_cdef())
     ffi.set_source(
         "portaio._afd_cffi",
-        c_source("portaio_afd.c"),
+        '#include "portaio_afd.h"\n',
+        sources=[os.path.relpath(os.path.join(_CSRC, "portaio_afd.c"))],
         include_dirs=[_CSRC],
         libraries=["ws2_32"],
-        extra_compile_args=["/W3"],
     )
     return ffi
 
