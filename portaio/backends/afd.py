@@ -44,7 +44,7 @@ except ImportError as _err:
     UNAVAILABLE: str | None = (
         f"the compiled module portaio._afd_cffi is missing ({_err})"
         if sys.platform == "win32"
-        else "the AFD driver is Windows' (this is not Windows)"
+        else f"the afd backend drives Windows' AFD socket driver: not on {sys.platform}"
     )
 else:
     UNAVAILABLE = None
