@@ -205,6 +205,8 @@ def kqueue_build_flags() -> tuple[dict[str, list[str]] | None, str]:
     import subprocess
     import sys
 
+    if sys.platform == "win32":
+        return None, "Windows has no kqueue (the afd backend is its O(ready) one)"
     if sys.platform == "darwin" or "bsd" in sys.platform or sys.platform.startswith("dragonfly"):
         return {}, f"native kqueue ({sys.platform})"
     pkg_config = shutil.which("pkg-config") or shutil.which("pkgconf")
@@ -251,11 +253,45 @@ def kqueue_ffi() -> FFI:
     return ffi
 
 
+# ---------------------------------------------------------------- afd (Windows)
+#
+# The state machine lives in csrc/portaio_afd.c (its essay explains the AFD
+# driver); Python only calls its seven functions.  The cdef is the part of
+# csrc/portaio_afd.h between the cffi markers, so the declarations exist once.
+# The same C is compiled by mingw-w64 with -Wall -Wextra -Werror and tested
+# under Wine by tools/wine-afd-test.sh; here, on Windows, by the compiler
+# setuptools finds (MSVC, at its default warning level).  portaio_afd.c is a
+# translation unit of its own: the Windows headers it needs (winsock2.h before
+# windows.h) never meet Python.h, which cffi's wrapper includes first.
+
+
+def afd_cdef() -> str:
+    """The declarations of ``csrc/portaio_afd.h`` that cffi reads."""
+    text = c_source("portaio_afd.h")
+    return text.split("/* cffi-begin */", 1)[1].split("/* cffi-end */", 1)[0]
+
+
+def afd_ffi() -> FFI:
+    """The builder of ``portaio._afd_cffi`` (Windows)."""
+    ffi = FFI()
+    ffi.cdef(afd_cdef())
+    ffi.set_source(
+        "portaio._afd_cffi",
+        '#include "portaio_afd.h"\n',
+        sources=[os.path.relpath(os.path.join(_CSRC, "portaio_afd.c"))],
+        include_dirs=[_CSRC],
+        libraries=["ws2_32"],
+    )
+    return ffi
+
+
 if __name__ == "__main__":
     import sys
 
     if sys.platform.startswith("linux"):
         epoll_ffi().compile(verbose=True)
+    if sys.platform == "win32":
+        afd_ffi().compile(verbose=True)
     kqueue_flags, kqueue_why = kqueue_build_flags()
     if kqueue_flags is not None:
         kqueue_ffi().compile(verbose=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import errno
 import math
 import os
+import socket
+import sys
 from typing import Any
 
 from ._errors import Unsupported
@@ -118,7 +120,14 @@ def check_max_events(max_events: Any, backend: str) -> int:
 
 
 def check_fd_open(fd: int, backend: str) -> None:
-    """Raise ``OSError(EBADF)`` naming *fd* and *backend* if *fd* is not open."""
+    """Raise ``OSError(EBADF)`` naming *fd* and *backend* if *fd* is not open.
+
+    On Windows, where portaio watches sockets only, a handle that is open but
+    not a socket (a file, pipe or console fd) raises :class:`~portaio.Unsupported`.
+    """
+    if sys.platform == "win32":
+        _check_socket_open(fd, backend)
+        return
     try:
         os.fstat(fd)
     except OSError as err:
@@ -127,3 +136,18 @@ def check_fd_open(fd: int, backend: str) -> None:
                 errno.EBADF, f"portaio[{backend}]: fd {fd} is not an open file descriptor"
             ) from None
         raise
+
+
+def _check_socket_open(fd: int, backend: str) -> None:
+    # Windows: a socket's fileno() is a SOCKET handle, unknown to os.fstat;
+    # os.fstat knows the C runtime's fds (files, pipes, consoles) only.
+    try:
+        socket.socket(fileno=fd).detach()
+        return
+    except OSError:
+        pass
+    try:
+        os.fstat(fd)
+    except OSError:
+        raise OSError(errno.EBADF, f"portaio[{backend}]: fd {fd} is not an open socket") from None
+    raise Unsupported(backend, "non-socket handles", f"fd {fd} is not a socket; Windows polls sockets only")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import select
 import stat
+import sys
 
 from .._flags import EDGE, ERROR, HANGUP, ONESHOT, PRIORITY, RDHUP, READABLE, WRITABLE
 
@@ -152,6 +153,8 @@ def events_of(bits: int, fd: int, interest: int) -> tuple[int, bool]:
 
 def _poll_says(fd: int) -> int:
     """What ``poll(2)`` reports of *fd* unasked: HANGUP and ERROR bits, in portaio's terms."""
+    if sys.platform == "win32":  # pragma: no cover - no kqueue there
+        return 0
     probe = select.poll()
     probe.register(fd, 0)
     ready = 0
@@ -180,6 +183,8 @@ def is_fifo(fd: int) -> bool:
 
 
 def _access_mode(fd: int) -> int:
+    if sys.platform == "win32":  # pragma: no cover - no kqueue there
+        return -1
     import fcntl  # kqueue systems are POSIX; imported here so the module loads anywhere
 
     try:

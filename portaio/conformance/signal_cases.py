@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -16,6 +17,9 @@ import pytest
 import portaio
 from portaio.conformance._child import in_child
 from portaio.conformance.plugin import poll_while
+
+if sys.platform == "win32":  # pragma: no cover
+    pytest.skip("POSIX signals (SIGUSR1/2, masks, fork): Windows has none of them", allow_module_level=True)
 
 _now = time.monotonic
 USR1 = signal.SIGUSR1
