@@ -51,6 +51,7 @@ import dataclasses
 from collections.abc import Iterable
 
 from .._flags import ALWAYS_REPORTED, ERROR, HANGUP, PRIORITY, RDHUP, READABLE, WRITABLE
+from .._types import Capabilities
 
 __all__ = [
     "EV_EOF",
@@ -70,6 +71,7 @@ __all__ = [
     "WRITE_END",
     "Kernel",
     "Record",
+    "capabilities",
     "summarize",
     "translate",
     "translate_bits",
@@ -99,22 +101,34 @@ Record = tuple[int, int, int, int]
 
 @dataclasses.dataclass(frozen=True)
 class Kernel:
-    """What the translation needs to know of a kernel family."""
+    """What the translation (and the capability table) needs to know of a kernel family."""
 
     name: str
     note_oob: int
     """``NOTE_OOB`` in this family's header; 0 where there is no EVFILT_EXCEPT."""
     silent_errors: bool
     """Socket filters fire for a pending error without ``EV_EOF`` (native kernels)."""
+    evfilt_user: bool | None = True
+    """The header has EVFILT_USER and NOTE_TRIGGER (None: not known without a build)."""
+    signals_by_thread: bool = True
+    """EVFILT_SIGNAL counts a signal sent to one thread (``pthread_kill``) too."""
 
 
-MACOS = Kernel("macos", note_oob=0x0002, silent_errors=True)  # xnu bsd/sys/event.h
-FREEBSD = Kernel("freebsd", note_oob=0, silent_errors=True)  # no EVFILT_EXCEPT
-OPENBSD = Kernel("openbsd", note_oob=0x0004, silent_errors=True)  # NOTE_EOF is 0x0002 there
+# xnu bsd/sys/event.h: EVFILT_EXCEPT (-15), NOTE_OOB 0x2; psignal_internal
+# (bsd/kern/kern_sig.c) calls proc_knote only without PSIG_THREAD, so a
+# pthread_kill() never reaches EVFILT_SIGNAL.
+MACOS = Kernel("macos", note_oob=0x0002, silent_errors=True, signals_by_thread=False)
+# FreeBSD sys/sys/event.h: no EVFILT_EXCEPT; EVFILT_USER and NOTE_TRIGGER.
+FREEBSD = Kernel("freebsd", note_oob=0, silent_errors=True)
+# OpenBSD sys/kern/uipc_socket.c has soexcept_filtops; NOTE_OOB is 0x0004
+# there (NOTE_EOF is 0x0002).
+OPENBSD = Kernel("openbsd", note_oob=0x0004, silent_errors=True, evfilt_user=None)
 # NetBSD's socket filters as stored (sys/kern/uipc_socket.c soo_kqfilter) are read
 # and write only; a build whose header has EVFILT_EXCEPT passes its NOTE_OOB.
-NETBSD = Kernel("netbsd", note_oob=0, silent_errors=True)
-LIBKQUEUE = Kernel("libkqueue", note_oob=0, silent_errors=False)
+NETBSD = Kernel("netbsd", note_oob=0, silent_errors=True, evfilt_user=None)
+# libkqueue include/sys/event.h: no EVFILT_EXCEPT; EVFILT_USER on an eventfd;
+# EVFILT_SIGNAL reads a signalfd, which misses a signal another thread takes.
+LIBKQUEUE = Kernel("libkqueue", note_oob=0, silent_errors=False, signals_by_thread=False)
 KERNELS = {k.name: k for k in (MACOS, FREEBSD, OPENBSD, NETBSD, LIBKQUEUE)}
 
 
@@ -146,6 +160,28 @@ def summarize(record: Record, note_oob: int) -> int:
     elif filt == EXCEPT:
         bits |= K_EXCEPT | (K_READ_EOF if eof else (K_OOB if fflags & note_oob else 0))
     return bits
+
+
+def capabilities(kernel: Kernel) -> Capabilities:
+    """What the kqueue backend honours on *kernel*: the per-OS rows of the docs' table."""
+    if kernel.evfilt_user is None:
+        wake = "EVFILT_USER where the header has it, else a pipe"
+    else:
+        wake = "EVFILT_USER" if kernel.evfilt_user else "a pipe"
+    return Capabilities(
+        edge=True,
+        oneshot=True,
+        exclusive=False,
+        priority=bool(kernel.note_oob),
+        rdhup=True,
+        hangup=True,
+        o1_wait=True,
+        timeout_resolution=1e-9,
+        max_fd=None,
+        native_timers="EVFILT_TIMER",
+        native_signals="EVFILT_SIGNAL" + ("" if kernel.signals_by_thread else " and the wakeup fd"),
+        native_wake=wake,
+    )
 
 
 def translate(records: Iterable[Record], interest: int, kind: int, kernel: Kernel) -> int:
