@@ -34,7 +34,8 @@ def _closed_port() -> int:
 
 def _refused_connect(poller: portaio.Poller, fds: Closer) -> socket.socket:
     """A non-blocking connect to a closed loopback port, registered WRITABLE, and its events checked."""
-    s = fds.add(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    fds.add(s)
     s.setblocking(False)
     err = s.connect_ex(("127.0.0.1", _closed_port()))
     if err == errno.ECONNREFUSED:  # some kernels refuse loopback at once
