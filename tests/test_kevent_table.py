@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 import pytest
 
+import portaio
 from portaio import ERROR, HANGUP, PRIORITY, RDHUP, READABLE, WRITABLE, Events
 from portaio.backends import _kevent as k
 from portaio.backends._kevent import EV_EOF, EV_ERROR, EXCEPT, READ, WRITE
@@ -159,3 +160,44 @@ def test_interest_masks_all_but_hangup_and_error() -> None:
     records = [(READ, EV_EOF, RESET, 3), (WRITE, EV_EOF, RESET, 0)]
     for kernel in k.KERNELS.values():
         assert k.translate(records, 0, k.SOCKET, kernel) == ERROR | HANGUP
+
+
+# ------------------------------------------------ interest -> filters
+_ONCE, _EDGE = portaio.ONESHOT, portaio.EDGE
+
+
+@pytest.mark.parametrize(
+    ("events", "level", "expected"),
+    [
+        # (filter, EV_CLEAR, EV_DISPATCH); the write filter first.
+        (RD, False, [(READ, False, False)]),
+        (RD | WR | _EDGE, False, [(WRITE, True, False), (READ, True, False)]),
+        (RD | RDHUP | _ONCE, False, [(READ, False, True)]),
+        # RDHUP without READABLE: an edge-triggered helper, never EV_DISPATCH.
+        (RDHUP, False, [(READ, True, False)]),
+        (RDHUP, True, [(READ, False, False)]),
+        (RDHUP | _ONCE, False, [(READ, True, False)]),
+        (RDHUP | _ONCE, True, [(READ, True, False)]),
+        (WR | RDHUP | _ONCE, False, [(WRITE, False, True), (READ, True, False)]),
+        # PRIORITY: with READABLE a normal filter; alone the except filter is a helper too.
+        (RD | PRI, False, [(READ, False, False), (EXCEPT, False, False)]),
+        (PRI, False, [(READ, True, False), (EXCEPT, True, False)]),
+        (PRI, True, [(READ, False, False), (EXCEPT, False, False)]),
+    ],
+)
+def test_filters_for(events: int, level: bool, expected: list[tuple[int, bool, bool]]) -> None:
+    assert k.filters_for(events, level) == expected
+
+
+def test_helpers_go_level_when_they_bring_news_and_edge_when_they_do_not() -> None:
+    eof = k.K_READ | k.K_READ_EOF
+    data = k.K_READ
+    assert k.helper_level(eof, RDHUP, RDHUP, level=False) is True
+    assert k.helper_level(eof, RDHUP, RDHUP, level=True) is None
+    assert k.helper_level(data, RDHUP, 0, level=True) is False
+    assert k.helper_level(data, RDHUP, 0, level=False) is None
+    assert k.helper_level(k.K_WRITE, WR | RDHUP, WR, level=True) is None  # the write filter alone
+    # Edge and one-shot registrations never switch; READABLE ones have no helpers.
+    assert k.helper_level(eof, RDHUP | _EDGE, RDHUP, level=False) is None
+    assert k.helper_level(eof, RDHUP | _ONCE, RDHUP, level=False) is None
+    assert k.helper_level(eof, RD | RDHUP, RD | RDHUP, level=False) is None

@@ -50,7 +50,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
-from .._flags import ALWAYS_REPORTED, ERROR, HANGUP, PRIORITY, RDHUP, READABLE, WRITABLE
+from .._flags import ALWAYS_REPORTED, EDGE, ERROR, HANGUP, ONESHOT, PRIORITY, RDHUP, READABLE, WRITABLE
 from .._types import Capabilities
 
 __all__ = [
@@ -72,9 +72,12 @@ __all__ = [
     "Kernel",
     "Record",
     "capabilities",
+    "filters_for",
+    "helper_level",
     "summarize",
     "translate",
     "translate_bits",
+    "uses_helpers",
 ]
 
 # portaio's own names for the three filters of an fd: the backend maps the
@@ -229,3 +232,71 @@ def translate_bits(bits: int, interest: int, kind: int, kernel: Kernel) -> int:
         elif kind == WRITE_END:
             ready &= ~READABLE
     return ready & (interest | ALWAYS_REPORTED)
+
+
+# ---------------------------------------------------------------- interest
+# RDHUP or PRIORITY without READABLE ask for less than the read side says:
+# the read filter (and xnu's except filter, which is the read filter under
+# another name) fire for plain data that the interest masks out.  Kept level-
+# triggered, a filter that fires for masked data wakes every wait at once, a
+# busy loop while the data sits unread; NOTE_LOWAT cannot keep it quiet
+# (FreeBSD's and OpenBSD's pipe filters ignore it, xnu caps it at the buffer
+# size, libkqueue maps it to SO_RCVLOWAT, which unix sockets ignore).  So such
+# "helper" filters are edge-triggered (EV_CLEAR): masked data wakes one wait
+# per arrival, not every wait.  Once a helper brings something to report
+# (a hang-up, urgent data), the backend re-adds them level-triggered so the
+# next poll reports it again, as epoll does, and edge-triggered again as soon
+# as a level report finds nothing to say.  Helpers never take EV_DISPATCH: a
+# one-shot registration is disarmed by portaio when it reports, so data it
+# masks out cannot spend the shot (the "ONESHOT|RDHUP loses the hang-up" bug).
+
+_HELPER_SAYS = int(RDHUP | PRIORITY | HANGUP | ERROR)
+
+
+def uses_helpers(events: int) -> bool:
+    """True if the read side of *events* is watched only for RDHUP or PRIORITY."""
+    return not events & READABLE and bool(events & (RDHUP | PRIORITY))
+
+
+def filters_for(events: int, level: bool = False) -> list[tuple[int, bool, bool]]:
+    """The filters for an interest mask: ``(filter, EV_CLEAR, EV_DISPATCH)`` each, in the order to add.
+
+    *level* says whether the helper filters (see :func:`uses_helpers`) are
+    currently level-triggered.  The write filter goes first: libkqueue keeps
+    only the epoll options of the filter added last for a socket, and the
+    read filter's carry EPOLLRDHUP.
+    """
+    edge = bool(events & EDGE)
+    once = bool(events & ONESHOT)
+    helpers = uses_helpers(events)
+    helper = (not level or edge or once, False)
+    out: list[tuple[int, bool, bool]] = []
+    if events & WRITABLE:
+        out.append((WRITE, edge, once))
+    if events & READABLE:
+        out.append((READ, edge, once))
+    elif helpers:
+        out.append((READ, *helper))
+    if events & PRIORITY:
+        out.append((EXCEPT, *(helper if helpers else (edge, once))))
+    return out
+
+
+def helper_level(bits: int, events: int, ready: int, level: bool) -> bool | None:
+    """The helpers' new mode after a key of *bits* translated to *ready*, or None to keep it.
+
+    True: re-add the helpers level-triggered (they brought something to
+    report, which the next poll must report again); False: back to
+    edge-triggered (a level report found nothing to say).  Only for level,
+    non-one-shot registrations that use helpers.
+    """
+    if not uses_helpers(events) or events & (EDGE | ONESHOT):
+        return None
+    if not bits & (K_READ | K_EXCEPT):
+        return None  # the key is the write filter's alone
+    says = bool(ready & _HELPER_SAYS)
+    if says and not level:
+        return True
+    if not says and level:
+        return False
+    return None
