@@ -113,14 +113,16 @@ class Kernel:
     """Socket filters fire for a pending error without ``EV_EOF`` (native kernels)."""
     evfilt_user: bool | None = True
     """The header has EVFILT_USER and NOTE_TRIGGER (None: not known without a build)."""
-    signals_by_thread: bool = True
-    """EVFILT_SIGNAL counts a signal sent to one thread (``pthread_kill``) too."""
+    signals: str = "EVFILT_SIGNAL"
+    """How the kqueue backend watches signals there (:attr:`Capabilities.native_signals`)."""
 
 
-# xnu bsd/sys/event.h: EVFILT_EXCEPT (-15), NOTE_OOB 0x2; psignal_internal
+# xnu bsd/sys/event.h: EVFILT_EXCEPT (-15), NOTE_OOB 0x2.  psignal_internal
 # (bsd/kern/kern_sig.c) calls proc_knote only without PSIG_THREAD, so a
-# pthread_kill() never reaches EVFILT_SIGNAL.
-MACOS = Kernel("macos", note_oob=0x0002, silent_errors=True, signals_by_thread=False)
+# pthread_kill() never reaches EVFILT_SIGNAL, while a process-directed signal
+# reaches it and Python's handler both: Python's wakeup fd alone counts each
+# delivery once.
+MACOS = Kernel("macos", note_oob=0x0002, silent_errors=True, signals="signal.set_wakeup_fd")
 # FreeBSD sys/sys/event.h: no EVFILT_EXCEPT; EVFILT_USER and NOTE_TRIGGER.
 FREEBSD = Kernel("freebsd", note_oob=0, silent_errors=True)
 # OpenBSD sys/kern/uipc_socket.c has soexcept_filtops; NOTE_OOB is 0x0004
@@ -130,8 +132,11 @@ OPENBSD = Kernel("openbsd", note_oob=0x0004, silent_errors=True, evfilt_user=Non
 # and write only; a build whose header has EVFILT_EXCEPT passes its NOTE_OOB.
 NETBSD = Kernel("netbsd", note_oob=0, silent_errors=True, evfilt_user=None)
 # libkqueue include/sys/event.h: no EVFILT_EXCEPT; EVFILT_USER on an eventfd;
-# EVFILT_SIGNAL reads a signalfd, which misses a signal another thread takes.
-LIBKQUEUE = Kernel("libkqueue", note_oob=0, silent_errors=False, signals_by_thread=False)
+# EVFILT_SIGNAL reads a signalfd, which misses a signal a thread not blocking
+# it takes (Python's handler runs there and writes the wakeup fd).
+LIBKQUEUE = Kernel(
+    "libkqueue", note_oob=0, silent_errors=False, signals="EVFILT_SIGNAL and signal.set_wakeup_fd"
+)
 KERNELS = {k.name: k for k in (MACOS, FREEBSD, OPENBSD, NETBSD, LIBKQUEUE)}
 
 
@@ -170,7 +175,7 @@ def capabilities(kernel: Kernel) -> Capabilities:
     if kernel.evfilt_user is None:
         wake = "EVFILT_USER where the header has it, else a pipe"
     else:
-        wake = "EVFILT_USER" if kernel.evfilt_user else "a pipe"
+        wake = "EVFILT_USER" if kernel.evfilt_user else "pipe"
     return Capabilities(
         edge=True,
         oneshot=True,
@@ -182,7 +187,7 @@ def capabilities(kernel: Kernel) -> Capabilities:
         timeout_resolution=1e-9,
         max_fd=None,
         native_timers="EVFILT_TIMER",
-        native_signals="EVFILT_SIGNAL" + ("" if kernel.signals_by_thread else " and the wakeup fd"),
+        native_signals=kernel.signals,
         native_wake=wake,
     )
 
