@@ -33,8 +33,8 @@ BENCHMARKS = {
 }
 """The benchmarks ``portaio bench`` runs: module ``portaio.bench.<name>``, each with ``main(argv)``."""
 
-_BENCH_MODULES = {"selectors": ("portaio.bench.selectors", "portaio.bench.selectors_dispatch")}
-"""Benchmarks whose module has another name (tried in order)."""
+_BENCH_MODULES = {"selectors": ("portaio.bench.selectors_dispatch",)}
+"""Benchmarks whose module has another name (``portaio.bench.selectors`` would shadow the stdlib's)."""
 
 _PROG = "portaio"
 
