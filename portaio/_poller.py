@@ -86,7 +86,7 @@ class Poller:
         self._regs: dict[int, _Reg] = {}
         self._by_token: dict[int, _Reg] = {}
         self._handlers: dict[int, Callable[[int], None]] = {}
-        self._capacity = 0  # live tokens: the most keys one wait can return
+        self._capacity = 0  # live tokens x records per token: the most one wait is asked for
         self._cache: dict[int, Any] = {}
         self._factory: EventFactory = Event if event_factory is None else event_factory
         self._emulate_files = always_ready_files
@@ -108,6 +108,7 @@ class Poller:
         self._signal_state: PollerSignals | None = None
         self._wake_pending = False
         self._wake_ready = False
+        self._per_token = cls.records_per_token
         self._backend = cls()
         self._wait = self._backend.wait
         self._oneshot_in_kernel = cls.oneshot_in_kernel
@@ -396,11 +397,11 @@ class Poller:
 
     def _bind(self, reg: _Reg) -> None:
         self._by_token[reg.token] = reg
-        self._capacity += 1
+        self._capacity += self._per_token
 
     def _unbind(self, reg: _Reg) -> None:
         if self._by_token.pop(reg.token, None) is not None:
-            self._capacity -= 1
+            self._capacity -= self._per_token
 
     def _forget(self, reg: _Reg) -> None:
         cache = self._cache

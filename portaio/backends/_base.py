@@ -224,6 +224,11 @@ class Backend(abc.ABC):
     the core then posts the waker after each change made while a thread waits."""
     refuses_files: ClassVar[bool] = False
     """True where :meth:`add` raises :class:`AlwaysReady` for regular files."""
+    records_per_token: ClassVar[int] = 1
+    """How many kernel records one token can have ready at once (kqueue: a
+    read, a write and an exceptional filter per fd, merged into one key by the
+    C wait).  The core bounds ``max_events`` passed to :meth:`wait` by live
+    tokens times this, so a wait never leaves merged records behind."""
     oneshot_in_kernel: ClassVar[bool] = False
     """True where the kernel disarms a reported ONESHOT registration by itself
     (epoll): the core then caches such events and never calls :meth:`disarm`."""
@@ -272,8 +277,9 @@ class Backend(abc.ABC):
     def wait(self, timeout: float | None, max_events: int) -> list[int]:
         """Wait up to *timeout* seconds (None: block; 0: don't) and return keys.
 
-        At most *max_events* keys (the core bounds it by the number of live
-        tokens, so buffers stay bounded by the registrations).  Returns ``[]``
+        At most *max_events* keys (the core bounds it by the live tokens
+        times :attr:`records_per_token`, so buffers stay bounded by the
+        registrations, never by the caller's argument).  Returns ``[]``
         on timeout and on EINTR (the core runs Python's signal handlers and
         waits again for the time left), or when the backend was closed
         meanwhile; raises :class:`OSError` for any other failure.

@@ -87,6 +87,7 @@ class KqueueBackend(Backend):
         native_wake="EVFILT_USER",
     )
     refuses_files = True
+    records_per_token = 3  # EVFILT_READ, EVFILT_WRITE, EVFILT_EXCEPT
 
     def __init__(self) -> None:
         if UNAVAILABLE is not None:
