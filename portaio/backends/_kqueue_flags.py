@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - depends on the build
 else:
     HAVE_KQUEUE = True
 
-__all__ = ["KERNEL", "adds", "each", "have", "kind_of"]
+__all__ = ["KERNEL", "adds", "each", "have", "is_fifo", "is_null_device", "is_socket", "kind_of"]
 
 
 def have(name: str) -> bool:
@@ -123,5 +123,32 @@ def is_socket(fd: int) -> bool:
     """True if *fd* is a socket."""
     try:
         return stat.S_ISSOCK(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
+def _null_device() -> int | None:
+    try:
+        return os.stat(os.devnull).st_rdev
+    except OSError:  # pragma: no cover
+        return None
+
+
+_DEV_NULL = _null_device()
+
+
+def is_null_device(fd: int) -> bool:
+    """True if *fd* is the null device, which no kqueue watches and which never blocks."""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return False
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == _DEV_NULL
+
+
+def is_fifo(fd: int) -> bool:
+    """True if *fd* is a pipe or FIFO."""
+    try:
+        return stat.S_ISFIFO(os.fstat(fd).st_mode)
     except OSError:
         return False

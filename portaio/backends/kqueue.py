@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 import threading
 from typing import Any
 
@@ -88,32 +87,6 @@ _REFUSALS = frozenset(
 # the write filter with EPIPE, older NetBSD's with EBADF.
 _READER_GONE = frozenset((errno.EPIPE, errno.EBADF))
 _K_READ_SIDE = _kevent.K_READ | _kevent.K_EXCEPT
-
-
-def _null_device() -> int | None:
-    try:
-        return os.stat(os.devnull).st_rdev
-    except OSError:  # pragma: no cover
-        return None
-
-
-_DEV_NULL = _null_device()
-
-
-def _is_null_device(fd: int) -> bool:
-    """True if *fd* is the null device, which no kqueue watches and which never blocks."""
-    try:
-        st = os.fstat(fd)
-    except OSError:
-        return False
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == _DEV_NULL
-
-
-def _is_fifo(fd: int) -> bool:
-    try:
-        return stat.S_ISFIFO(os.fstat(fd).st_mode)
-    except OSError:
-        return False
 
 
 def _outcome(adds: list[kf.Change], errors: list[int]) -> tuple[list[tuple[kf.Change, int]], list[kf.Change]]:
@@ -190,14 +163,14 @@ class KqueueBackend(Backend):
     def _refused(self, fd: int, events: int, changes: list[kf.Change], err: int, what: str) -> OSError:
         """The exception for a filter the kernel refused: always ready, or an error naming why."""
         write_refused = any(f == kf.EVFILT_WRITE for f, _, _, _ in changes)
-        if write_refused and err in _READER_GONE and events & WRITABLE and _is_fifo(fd):
+        if write_refused and err in _READER_GONE and events & WRITABLE and kf.is_fifo(fd):
             return AlwaysReady(
                 err,
                 f"portaio[kqueue]: fd {fd} is a pipe whose reader is gone ({os.strerror(err)}):"
                 " writable, error",
                 ready=int(WRITABLE | ERROR),
             )
-        if err in _REFUSALS and _is_null_device(fd):
+        if err in _REFUSALS and kf.is_null_device(fd):
             return AlwaysReady(err, f"portaio[kqueue]: fd {fd} is the null device: always ready")
         return OSError(err, f"portaio[kqueue]: {what} fd {fd}: {os.strerror(err)} (kqueue refuses this file)")
 
