@@ -110,7 +110,9 @@ def poll(self: Poller, timeout: float | None = None, max_events: int | None = No
             if left <= 0:
                 return events
     finally:
-        self._leave_wait()
+        self._waiting -= 1
+        if self._close_pending:
+            self._release_if_last()
 
 
 def dispatch(self: Poller, keys: list[int]) -> list[Any]:

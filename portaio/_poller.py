@@ -93,7 +93,7 @@ class Poller:
         self._emulate_files = always_ready_files
         self._files = AlwaysReadyFiles()
         self._next_token = 1
-        """The next token to try.  Test hook: set it to simulate 2**32 allocations (a wrap)."""
+        """The next token to try (``_set_next_token_for_tests`` moves it to simulate a wrap)."""
         self._lock = threading.RLock()
         self._waiting = 0
         self._close_pending = False
@@ -409,6 +409,13 @@ class Poller:
         self._next_token = token + 1 if token < TOKEN_MAX else 1
         return token
 
+    def _set_next_token_for_tests(self, token: int) -> None:
+        """Test hook: the next token drawn is *token* (or the first free one after it).
+
+        Simulates 2**32 allocations, the wrap of the 32-bit counter, in tests.
+        """
+        self._next_token = token
+
     def _bind(self, reg: _Reg) -> None:
         self._by_token[reg.token] = reg
         self._capacity += self._per_token
@@ -540,13 +547,12 @@ class Poller:
                 self._by_token.clear()
                 self._capacity = 0
 
-    def _leave_wait(self) -> None:
-        self._waiting -= 1
-        if self._close_pending:
-            with self._lock:
-                if self._close_pending and not self._waiting:
-                    self._close_pending = False
-                    self._release()
+    def _release_if_last(self) -> None:
+        """A poll left the kernel after close(): the last one out releases the fds."""
+        with self._lock:
+            if self._close_pending and not self._waiting:
+                self._close_pending = False
+                self._release()
 
     def _retire_after_fork(self) -> None:
         """In a forked child: close this process's copies of the poller's fds, refuse further use."""

@@ -227,14 +227,14 @@ def test_no_timer_left_means_polls_stop_consulting_timers(
 
 # ------------------------------------------------------------ 18: token identity
 def test_a_live_token_is_never_reused_after_a_wrap(poller: portaio.Poller, fds: Closer) -> None:
-    # Poller._next_token is the documented test hook for the 2**32 wrap:
-    # setting it back to 1 makes the allocator meet every token in use.
+    # Poller._set_next_token_for_tests is the documented test hook for the
+    # 2**32 wrap: back to 1, the allocator meets every token in use.
     a, a_peer = fds.socketpair()
     poller.register(a, portaio.READABLE, "a")
-    poller._next_token = 1
+    poller._set_next_token_for_tests(1)
     b, b_peer = fds.socketpair()
     poller.register(b, portaio.READABLE, "b")
-    poller._next_token = 0xFFFF_FFFF
+    poller._set_next_token_for_tests(0xFFFF_FFFF)
     c, c_peer = fds.socketpair()
     poller.register(c, portaio.READABLE, "c")
     d, d_peer = fds.socketpair()
