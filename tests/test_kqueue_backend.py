@@ -157,3 +157,49 @@ def test_c_summary_bits_are_the_python_ones() -> None:
     ):
         assert getattr(lib, f"PORTAIO_K_{name}") == getattr(_kevent, f"K_{name}"), name
     assert lib.PORTAIO_K_OTHER == kf.K_OTHER
+
+
+@pytest.mark.parametrize("edge", [False, True])
+def test_wait_returns_at_most_max_events_and_keeps_the_rest(backend: Any, edge: bool) -> None:
+    """Read and write filters of 10 sockets, waits of 3 keys: every fd comes (edge: exactly once)."""
+    if edge and kqueue.LIBKQUEUE:
+        pytest.skip(
+            "kqueue on libkqueue: once kevent()'s list is full libkqueue drops the epoll events left"
+            " over, and an EV_CLEAR edge is never reported again (portaio.conformance.libkqueue)"
+        )
+    pairs = [socket.socketpair() for _ in range(10)]
+    try:
+        for token, (a, b) in enumerate(pairs, start=1):
+            backend.add(
+                a.fileno(), portaio.READABLE | portaio.WRITABLE | (portaio.EDGE if edge else 0), token
+            )
+            b.send(b"x")
+        seen: list[int] = []
+        for _ in range(4 if edge else 10):  # level: fds come round again, the others within a few waits
+            keys = backend.wait(1.0, 3)
+            assert 0 < len(keys) <= 3
+            assert len({key >> 32 for key in keys}) == len(keys)  # one key per registration
+            seen += [key >> 32 for key in keys]
+        assert set(seen) == set(range(1, 11))
+        if edge:
+            assert sorted(seen) == list(range(1, 11))
+            assert backend.wait(0, 3) == []
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+
+
+def test_merge_keys_one_per_registration_counts_apart() -> None:
+    other = kf.K_OTHER | 5 << kf.K_DATA_SHIFT
+    kept = [1 << 32 | _kevent.K_READ, 9 << 32 | other]
+    fresh = [1 << 32 | _kevent.K_WRITE, 2 << 32 | _kevent.K_READ, 9 << 32 | other]
+    merged = kf.merge_keys(kept, fresh)
+    assert sorted(merged) == sorted(
+        [
+            9 << 32 | other,
+            9 << 32 | other,
+            1 << 32 | _kevent.K_READ | _kevent.K_WRITE,
+            2 << 32 | _kevent.K_READ,
+        ]
+    )

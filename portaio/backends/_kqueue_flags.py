@@ -24,7 +24,18 @@ except ImportError:  # pragma: no cover - depends on the build
 else:
     HAVE_KQUEUE = True
 
-__all__ = ["KERNEL", "adds", "each", "have", "is_fifo", "is_null_device", "is_socket", "kind_of"]
+__all__ = [
+    "KERNEL",
+    "adds",
+    "each",
+    "have",
+    "is_fifo",
+    "is_null_device",
+    "is_socket",
+    "kind_of",
+    "merge_keys",
+    "outcome",
+]
 
 
 def have(name: str) -> bool:
@@ -152,3 +163,26 @@ def is_fifo(fd: int) -> bool:
         return stat.S_ISFIFO(os.fstat(fd).st_mode)
     except OSError:
         return False
+
+
+def outcome(adds: list[Change], errors: list[int]) -> tuple[list[tuple[Change, int]], list[Change]]:
+    """(the adds that failed with their errno, the deletes undoing those that did not)."""
+    failed = [(adds[i], err) for i, err in enumerate(errors) if err]
+    undo = [(adds[i][0], EV_DELETE, 0, 0) for i, err in enumerate(errors) if not err]
+    return failed, undo
+
+
+def merge_keys(kept: list[int], fresh: list[int]) -> list[int]:
+    """Keys kept from an earlier wait, then fresh ones; one key per registration (bits ORed).
+
+    The poller's own knotes (timers, signals) carry a count, not bits: never merged.
+    """
+    merged: dict[int, int] = {}
+    own: list[int] = []
+    for key in kept + fresh:
+        if key & K_OTHER:
+            own.append(key)
+        else:
+            token = key >> 32
+            merged[token] = merged.get(token, 0) | key
+    return own + list(merged.values())

@@ -89,13 +89,6 @@ _READER_GONE = frozenset((errno.EPIPE, errno.EBADF))
 _K_READ_SIDE = _kevent.K_READ | _kevent.K_EXCEPT
 
 
-def _outcome(adds: list[kf.Change], errors: list[int]) -> tuple[list[tuple[kf.Change, int]], list[kf.Change]]:
-    """(the adds that failed with their errno, the deletes undoing those that did not)."""
-    failed = [(adds[i], err) for i, err in enumerate(errors) if err]
-    undo = [(adds[i][0], kf.EV_DELETE, 0, 0) for i, err in enumerate(errors) if not err]
-    return failed, undo
-
-
 class _Helpers:
     """A registration that watches the read side only for RDHUP or PRIORITY (see _kevent)."""
 
@@ -134,6 +127,7 @@ class KqueueBackend(Backend):
         self._helpers: dict[int, _Helpers] = {}
         self._probe_kq = -1  # a kqueue of its own for one-off write filters, opened when needed
         self._probe_buf = self._buffer(1)
+        self._pending: list[int] = []  # keys of one wait beyond its max_events, for the next
 
     def fileno(self) -> int:
         return self.kq
@@ -182,7 +176,7 @@ class KqueueBackend(Backend):
         adds = kf.adds(events)
         with self._control:
             errors = self._apply(self.kq, fd, adds, token)
-            failed, undo = _outcome(adds, errors)
+            failed, undo = kf.outcome(adds, errors)
             if not failed:
                 if _kevent.uses_helpers(events):
                     self._helpers[fd] = _Helpers(token, events)
@@ -207,7 +201,7 @@ class KqueueBackend(Backend):
             errors = self._apply(self.kq, fd, deletes + adds, token)
             # ENOENT on delete: an EV_ONESHOT filter the kernel already dropped.
             bad = [e for e in errors[: len(deletes)] if e and e != errno.ENOENT]
-            failed, undo = _outcome(adds, errors[len(deletes) :])
+            failed, undo = kf.outcome(adds, errors[len(deletes) :])
             if not bad and not failed:
                 if _kevent.uses_helpers(events):
                     self._helpers[fd] = _Helpers(token, events)
@@ -255,15 +249,36 @@ class KqueueBackend(Backend):
         )
 
     def wait(self, timeout: float | None, max_events: int) -> list[int]:
+        # One fd can bring a record per filter (records_per_token), merged
+        # into one key: the kernel is asked for that many records, so that
+        # max_events fds fit in one call (a list of max_events records would
+        # stop at max_events / 3 fds watched three ways).  Keys beyond
+        # max_events are kept for the next call, never dropped (an EV_CLEAR
+        # edge taken from the kernel is not reported again; libkqueue would
+        # lose one left in its epoll list): that call then only polls the
+        # kernel, and merges what it finds with them per registration.
+        with self._control:
+            kept, self._pending = self._pending, []
+        keys = self._kernel_wait(0.0 if kept else timeout, max_events)
+        if kept:
+            keys = kf.merge_keys(kept, keys)
+        if len(keys) > max_events:
+            with self._control:
+                self._pending[:0] = keys[max_events:]
+            keys = keys[:max_events]
+        return keys
+
+    def _kernel_wait(self, timeout: float | None, max_events: int) -> list[int]:
+        records = max_events * self.records_per_token
         # Several threads may wait on one poller: each takes its own buffers.
         buffers = self._buffers
         entry = buffers.pop() if buffers else self._buffer(_FIRST_BUFFER)
         try:
-            if max_events > entry[4]:
-                entry = self._buffer(max(max_events, 2 * entry[4]))
+            if records > entry[4]:
+                entry = self._buffer(max(records, 2 * entry[4]))
             events, keys, scratch, slots, _ = entry
             n = lib.portaio_kq_wait(
-                self.kq, events, max_events, -1.0 if timeout is None else timeout, keys, scratch, slots
+                self.kq, events, records, -1.0 if timeout is None else timeout, keys, scratch, slots
             )
             if n > 0:
                 return ffi.unpack(keys, n)
@@ -330,6 +345,7 @@ class KqueueBackend(Backend):
         with self._control:
             probe, self._probe_kq = self._probe_kq, -1
             self._helpers.clear()
+            self._pending.clear()
         if probe >= 0:
             lib.portaio_kq_close(probe)
         kq, self.kq = self.kq, -1
@@ -342,6 +358,7 @@ class KqueueBackend(Backend):
         # too): forget the numbers without closing them.
         self.kq = self._probe_kq = -1
         self._helpers.clear()
+        self._pending.clear()
 
     # ------------------------------------------------------------ sources
     # EVFILT_USER for wake(), one EVFILT_TIMER armed to the earliest deadline
