@@ -13,17 +13,15 @@ plug in (``Host``) is in ``_host.py``.  Everything here is backend-free.
 
 from __future__ import annotations
 
-import math
 import threading
-import warnings
 from collections.abc import Callable
 from typing import Any
 
-from . import _fork, _host, _poll_loop, _signals
+from . import _closing, _fork, _host, _poll_loop, _watches
 from ._errors import AlreadyRegistered, NotRegistered, PollerClosed
 from ._regular_files import AlwaysReadyFiles, is_regular_file
-from ._signals import PollerSignals, SignalWatch
-from ._timers import Timer, TimerQueue, check_delay
+from ._signals import PollerSignals
+from ._timers import TimerQueue
 from ._types import Capabilities, Event, FileLike, Registration
 from ._validate import TIMEOUT_MAX, check_events, check_fd_open, fd_of
 from .backends import backend_class
@@ -72,6 +70,20 @@ class Poller:
     """
 
     poll = _poll_loop.poll
+    close = _closing.close
+    add_timer = _watches.add_timer
+    add_signal = _watches.add_signal
+    _timers_changed = _watches._timers_changed
+    _sync_timer = _watches._sync_timer
+    _timer_fired = _watches._timer_fired
+    _signal_arrived = _watches._signal_arrived
+    _on_python_signal = _watches._on_python_signal
+    _remove_signal = _watches._remove_signal
+    _drop_signal = _watches._drop_signal
+    _close_sources = _closing._close_sources
+    _release = _closing._release
+    _release_if_last = _closing._release_if_last
+    _retire_after_fork = _closing._retire_after_fork
 
     def __init__(
         self,
@@ -284,89 +296,6 @@ class Poller:
         except (TypeError, ValueError):
             return False
 
-    def close(self) -> None:
-        """Release the kernel object and every fd the poller created.  Idempotent.
-
-        A :meth:`poll` blocked in another thread raises :class:`PollerClosed`
-        promptly; the fds are released as soon as it has left the kernel.
-        """
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            try:
-                self._close_sources()
-            finally:
-                self._regs.clear()
-                self._cache.clear()
-                self._files.clear()
-                if self._waiting:
-                    # Closing the fds under a waiting thread could swallow the
-                    # wake-up and leave it blocked for good: wake it, and the
-                    # last waiter out releases them (or we do, if it left already).
-                    self._close_pending = True
-                    self._waker.post()
-                if not self._waiting:
-                    self._close_pending = False
-                    self._release()
-
-    def add_timer(self, delay: float, interval: float | None = None, data: Any = None) -> Timer:
-        """Start a timer: first expiry *delay* seconds from now, then every *interval* if given.
-
-        Expirations come from :meth:`poll` as ``Event(fd=-1, events=TIMER,
-        data=data, times=n)``, *n* counting the expirations since the last
-        report.  Deadlines follow the monotonic clock and are never reported
-        early; a repeating timer's *k*-th deadline is ``start + delay + k *
-        interval`` (no drift).  Safe from any thread.  Returns the
-        :class:`~portaio.Timer` handle (``cancel()``, ``rearm()``).
-        """
-        delay = check_delay(delay, "delay", self.name)
-        if interval is not None:
-            interval = check_delay(interval, "interval", self.name, positive=True)
-        with self._lock:
-            self._check_open()
-            queue = self._timer_queue
-            if queue is None:
-                queue = self._timer_queue = TimerQueue(self)
-            timer, earliest = queue.add(delay, interval, data)
-            self._sources = True
-        if earliest:
-            self._timers_changed()
-        return timer
-
-    def add_signal(self, signum: int, data: Any = None) -> SignalWatch:
-        """Report deliveries of signal *signum* from :meth:`poll`.
-
-        Each report is ``Event(fd=-1, events=SIGNAL, data=data, times=n,
-        signum=signum)``; deliveries arriving together coalesce into one event
-        with their count.  While watched, the signal's Python handler does not
-        run (portaio installs its own); :meth:`SignalWatch.remove` or
-        :meth:`close` restores the previous handler and signal mask.  Call it
-        from the main thread (``ValueError`` elsewhere, on every backend).
-        One watch per signal per poller (:class:`~portaio.AlreadyRegistered`).
-        """
-        signum = _signals.check_signum(signum, self.name)
-        _signals.require_main_thread(self.name, "add_signal()")
-        with self._lock:
-            self._check_open()
-            state = self._signal_state
-            if state is None:
-                state = self._signal_state = PollerSignals()
-            watch = SignalWatch(self, signum, data)
-            state.add(watch, self.name)
-            try:
-                _signals.install_handler(self, signum)
-                try:
-                    self._signals.watch(signum)
-                except BaseException:
-                    _signals.restore_handler(self, signum)
-                    raise
-            except BaseException:
-                state.discard(signum)
-                watch._poller = None
-                raise
-        return watch
-
     def wake(self) -> None:
         """Make the current or next :meth:`poll` return ``Event(fd=-1, events=WAKE, data=None)``.
 
@@ -459,128 +388,3 @@ class Poller:
                 if reg.view.fileobj is fileobj:
                     return reg.fd
             raise
-
-    # ------------------------------------------------- timers and signals
-    def _timers_changed(self) -> None:
-        """The earliest deadline moved earlier: re-arm the native timer, or wake a waiter."""
-        with self._lock:
-            self._sources = True
-            self._sync_timer()
-            queue = self._timer_queue
-            armed = self._timer_native and queue is not None and queue.next_deadline() == self._armed_deadline
-        if not armed:
-            self._interrupt()
-
-    def _sync_timer(self) -> None:
-        # Arm the native timer to the earliest deadline, if any and still ahead.
-        # A timer already due is not armed (firing in the past is a costly
-        # syscall): the poll loop collects due timers before it waits.  An
-        # empty queue leaves the native timer as it was: a stray expiry is harmless.
-        queue = self._timer_queue
-        deadline = None if queue is None else queue.next_deadline()
-        if deadline is None or deadline == self._armed_deadline or deadline <= _poll_loop.monotonic():
-            return
-        self._timer_native = self._timer.arm(deadline)
-        self._armed_deadline = deadline
-
-    def _timer_fired(self) -> None:
-        self._armed_deadline = math.nan  # never equal: the next sync re-arms
-        self._sources = True
-
-    def _signal_arrived(self, signum: int, count: int, wake: bool = False) -> None:
-        """Queue *count* deliveries of *signum* (any thread, signal-safe; no lock)."""
-        state = self._signal_state
-        if state is None or self._closed:
-            return
-        state.arrivals.append((signum, count))
-        self._sources = True
-        if wake:
-            self._waker.post()
-
-    def _on_python_signal(self, signum: int) -> None:
-        self._signals.on_python_signal(signum)
-
-    def _remove_signal(self, watch: SignalWatch) -> None:
-        _signals.require_main_thread(self.name, "SignalWatch.remove()")
-        with self._lock:
-            if watch._poller is self:
-                self._drop_signal(watch)
-
-    def _drop_signal(self, watch: SignalWatch) -> None:
-        signum = watch.signum
-        watch._poller = None
-        state = self._signal_state
-        if state is not None:
-            state.discard(signum)
-        try:
-            self._signals.unwatch(signum)
-        finally:
-            _signals.restore_handler(self, signum)
-
-    # -------------------------------------------------------- closing
-    def _close_sources(self) -> None:
-        queue = self._timer_queue
-        if queue is not None:
-            queue.clear()
-        state = self._signal_state
-        if state is not None and state.watches:
-            if threading.current_thread() is not threading.main_thread():
-                warnings.warn(
-                    f"portaio[{self.name}]: a poller watching signals was closed outside the main thread;"
-                    " the main thread's signal handlers and mask may not be restored",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-            for watch in list(state.watches.values()):
-                self._drop_signal(watch)
-
-    def _release(self) -> None:
-        try:
-            self._waker.close()
-            self._timer.close()
-            self._signals.close()
-        finally:
-            try:
-                self._backend.close()
-            finally:
-                self._handlers.clear()
-                self._by_token.clear()
-                self._capacity = 0
-
-    def _release_if_last(self) -> None:
-        """A poll left the kernel after close(): the last one out releases the fds."""
-        with self._lock:
-            if self._close_pending and not self._waiting:
-                self._close_pending = False
-                self._release()
-
-    def _retire_after_fork(self) -> None:
-        """In a forked child: close this process's copies of the poller's fds, refuse further use."""
-        if self._closed:
-            return
-        self._lock = threading.RLock()  # another thread of the parent may have held it
-        self._closed = True
-        self._closed_why = (
-            " (it was created before fork(); the child must create a new Poller,"
-            " the parent's keeps working in the parent)"
-        )
-        if self._timer_queue is not None:
-            self._timer_queue.clear()
-        if self._signal_state is not None:
-            for watch in self._signal_state.watches.values():
-                watch._poller = None
-        for close in (
-            self._waker.close_after_fork,
-            self._timer.close_after_fork,
-            self._signals.close_after_fork,
-            self._backend.close_after_fork,
-        ):
-            try:
-                close()
-            except OSError:
-                pass
-        self._regs.clear()
-        self._by_token.clear()
-        self._handlers.clear()
-        self._cache.clear()
-        self._files.clear()

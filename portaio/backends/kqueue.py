@@ -6,7 +6,7 @@ makes a new one).  The C side of one wait (``portaio_kq_wait`` in
 key, ``token << 32 | PORTAIO_K_* bits`` (a summary of the records: which
 filters fired, EOF on which side, an error in ``fflags``, urgent data,
 nothing to read), so the fast path is one ``kevent`` call, one
-``ffi.unpack`` and one dict lookup per fd.  The poller's own knotes
+``struct`` unpack and one dict lookup per fd.  The poller's own knotes
 (``EVFILT_USER`` wake-up, ``EVFILT_TIMER``, ``EVFILT_SIGNAL``) get keys with
 ``PORTAIO_K_OTHER`` and their data (a signal's count) in the flag word.
 What the bits mean in portaio's words is decided in one pure function,
@@ -45,6 +45,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from .._flags import ERROR, WRITABLE
@@ -52,6 +53,7 @@ from . import _kevent
 from . import _kqueue_flags as kf
 from ._base import AlwaysReady, Backend, Host, SignalMechanism, TimerMechanism, Waker
 from ._kqueue_flags import have
+from ._unpack import unpacker, unpackers
 
 LIBKQUEUE = False
 """True when the module was built against libkqueue (an emulation on Linux),
@@ -240,15 +242,17 @@ class KqueueBackend(Backend):
         slots = 1
         while slots < 2 * size:
             slots *= 2
+        keys = ffi.new("uint64_t[]", size)
         return (
             ffi.new("struct kevent[]", size),
-            ffi.new("uint64_t[]", size),
+            keys,
             ffi.new("int[]", [-1] * (size + slots)),
             slots,
             size,
+            ffi.buffer(keys),
         )
 
-    def wait(self, timeout: float | None, max_events: int) -> list[int]:
+    def wait(self, timeout: float | None, max_events: int) -> Sequence[int]:
         # One fd can bring a record per filter (records_per_token), merged
         # into one key: the kernel is asked for that many records, so that
         # max_events fds fit in one call (a list of max_events records would
@@ -257,18 +261,21 @@ class KqueueBackend(Backend):
         # edge taken from the kernel is not reported again; libkqueue would
         # lose one left in its epoll list): that call then only polls the
         # kernel, and merges what it finds with them per registration.
-        with self._control:
-            kept, self._pending = self._pending, []
-        keys = self._kernel_wait(0.0 if kept else timeout, max_events)
-        if kept:
-            keys = kf.merge_keys(kept, keys)
+        if self._pending:
+            with self._control:
+                kept, self._pending = self._pending, []
+            keys: Sequence[int] = self._kernel_wait(0.0 if kept else timeout, max_events)
+            if kept:
+                keys = kf.merge_keys(kept, list(keys))
+        else:
+            keys = self._kernel_wait(timeout, max_events)
         if len(keys) > max_events:
             with self._control:
                 self._pending[:0] = keys[max_events:]
             keys = keys[:max_events]
         return keys
 
-    def _kernel_wait(self, timeout: float | None, max_events: int) -> list[int]:
+    def _kernel_wait(self, timeout: float | None, max_events: int) -> Sequence[int]:
         records = max_events * self.records_per_token
         # Several threads may wait on one poller: each takes its own buffers.
         buffers = self._buffers
@@ -276,12 +283,12 @@ class KqueueBackend(Backend):
         try:
             if records > entry[4]:
                 entry = self._buffer(max(records, 2 * entry[4]))
-            events, keys, scratch, slots, _ = entry
+            events, keys, scratch, slots, _, keybuf = entry
             n = lib.portaio_kq_wait(
                 self.kq, events, records, -1.0 if timeout is None else timeout, keys, scratch, slots
             )
             if n > 0:
-                return ffi.unpack(keys, n)
+                return (unpackers.get(n) or unpacker(n))(keybuf)
             if n < 0:
                 err = ffi.errno
                 if err != errno.EINTR and self.kq >= 0:  # EINTR: Python signal handlers run as we return
@@ -335,7 +342,7 @@ class KqueueBackend(Backend):
             kq = self._probe_kq
             if self._apply(kq, fd, [(filt, kf.EV_ADD | kf.EV_ONESHOT, 0, 0)], 0)[0]:
                 return 0
-            events, keys, scratch, slots, _ = self._probe_buf
+            events, keys, scratch, slots, _, _ = self._probe_buf
             n = lib.portaio_kq_wait(kq, events, 1, 0.0, keys, scratch, slots)
             bits = int(keys[0]) & 0xFFFFFFFF if n > 0 else 0
             self._apply(kq, fd, [(filt, kf.EV_DELETE, 0, 0)], 0)  # ENOENT: it fired
