@@ -39,7 +39,7 @@ EventFactory = Callable[[int, int, Any], Any]
 class _Reg:
     """The private record of one registration: the public view plus bookkeeping."""
 
-    __slots__ = ("armed", "data", "events", "fd", "keys", "token", "view")
+    __slots__ = ("always", "armed", "data", "events", "fd", "keys", "token", "view")
 
     def __init__(self, fd: int, fileobj: Any, events: int, data: Any, token: int) -> None:
         self.fd = fd
@@ -48,6 +48,7 @@ class _Reg:
         self.token = token
         self.armed = True  # False once a ONESHOT (or EDGE always-ready file) was reported
         self.keys: list[int] = []  # the cache keys of its events, dropped with it
+        self.always = 0x3  # what it reports while always ready (AlwaysReady.ready)
         self.view = Registration(fd, fileobj, events, data)
 
 
@@ -183,6 +184,7 @@ class Poller:
                 self._unbind(reg)
                 if not self._emulate_files:
                     raise PermissionError(err.errno, str(err)) from None
+                reg.always = err.ready
                 self._files.put(reg)
                 self._sources = True
                 self._interrupt()  # a waiting poll must report it now
@@ -204,6 +206,7 @@ class Poller:
                 raise NotRegistered(f"portaio[{self.name}]: fd {fd} is not registered")
             reg = _Reg(fd, fileobj, interest, data, self._new_token())
             if fd in self._files:
+                reg.always = old.always
                 self._files.put(reg)
                 self._sources = True
                 self._interrupt()
@@ -211,6 +214,17 @@ class Poller:
                 self._bind(reg)  # before the kernel: see register()
                 try:
                     self._backend.modify(fd, old.events, old.token, interest, reg.token)
+                except AlwaysReady as err:
+                    # The backend left the old registration; the file can
+                    # only be always ready now (a pipe whose reader is gone).
+                    self._unbind(reg)
+                    if not self._emulate_files:
+                        raise PermissionError(err.errno, str(err)) from None
+                    self._backend.remove(fd, old.events, old.token)
+                    reg.always = err.ready
+                    self._files.put(reg)
+                    self._sources = True
+                    self._interrupt()
                 except BaseException:
                     self._unbind(reg)
                     raise

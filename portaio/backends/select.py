@@ -67,7 +67,16 @@ class SelectBackend(UserspaceBackend):
         self._masks: dict[int, int] = {}
 
     def check_interest(self, fd: int, events: int) -> None:
-        if not events & (READABLE | WRITABLE | RDHUP):
+        if events & RDHUP and not events & READABLE:
+            # select has no word for a peer's FIN: the fd must sit in the read
+            # set, which unread data keeps ready, so every select() would
+            # return at once for data the interest masks out: a busy loop.
+            raise Unsupported(
+                self.name,
+                "RDHUP without READABLE",
+                f"fd {fd}; ask for READABLE | RDHUP (unread data would spin)",
+            )
+        if not events & (READABLE | WRITABLE):
             # Only select's read and write sets see hang-ups and errors; an fd
             # in the exceptional set alone would never report them.
             raise Unsupported(self.name, "PRIORITY alone", f"fd {fd}; add READABLE to see hang-ups")
