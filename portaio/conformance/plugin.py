@@ -17,8 +17,9 @@ import pytest
 
 import portaio
 
-# Known libkqueue deviations are skipped for kqueue-on-libkqueue only.
-pytest_plugins = ["portaio.conformance.libkqueue"]
+# Known libkqueue deviations are skipped for kqueue-on-libkqueue only; the
+# guard fails a test that leaves handlers, mask, wakeup fd or fds changed.
+pytest_plugins = ["portaio.conformance.libkqueue", "portaio.conformance.guard"]
 
 _selected = os.environ.get("PORTAIO_TEST_BACKENDS")
 BACKENDS = tuple(_selected.split(",")) if _selected else portaio.BACKEND_NAMES
