@@ -1,0 +1,120 @@
+"""Conformance: a poll() that reports nothing also burns no CPU while it waits.
+
+A result can be right while the wait behind it spins: the kernel keeps
+reporting an fd the poller then filters out (a spent ONESHOT, an fd
+unregistered but left in the kernel's set, readable data under RDHUP-only
+interest), or a sub-millisecond timeout rounded down to zero makes every
+kernel call return at once until the deadline.  Results cannot see that;
+CPU time can.  Each case measures the CPU time of the polling thread
+(``time.thread_time``: the rest of the process and other processes do not
+count) over a wait that should sleep, and demands it be a small share of the
+wall time.
+
+Why the threshold holds under load: a thread that sleeps in the kernel costs
+microseconds of CPU however loaded the machine is, so its share stays near 0;
+a spinning thread's share is ~1.0 on an idle machine and still ~0.5 with two
+CPU hogs on two cores.  ``_MAX_SHARE`` sits between, and load can only make a
+spinning mutant harder to see, never make a sleeping poller fail.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import portaio
+from portaio.conformance.plugin import Closer
+
+_MAX_SHARE = 0.25
+"""Largest CPU/wall share of a poll that should sleep (see the module docstring)."""
+_WAIT = 0.3
+
+_cpu_clock: Callable[[], float] = getattr(time, "thread_time", time.process_time)
+
+
+def cpu_share(work: Callable[[], Any]) -> tuple[Any, float, float]:
+    """Run *work*; return its result, the CPU seconds of this thread, and the wall seconds."""
+    wall0, cpu0 = time.monotonic(), _cpu_clock()
+    result = work()
+    cpu, wall = _cpu_clock() - cpu0, time.monotonic() - wall0
+    return result, cpu, wall
+
+
+def assert_sleeps(poller: portaio.Poller, timeout: float = _WAIT) -> None:
+    """One ``poll(timeout)`` that must report nothing, wait it out, and not spin."""
+    events, cpu, wall = cpu_share(lambda: poller.poll(timeout))
+    assert events == []
+    assert wall >= timeout
+    assert cpu < _MAX_SHARE * wall, (
+        f"{poller.backend}: poll({timeout}) used {cpu:.3f} s of CPU in {wall:.3f} s: a busy loop"
+    )
+
+
+def test_spent_oneshot_with_unread_data_does_not_spin(poller: portaio.Poller, fds: Closer) -> None:
+    a, b = fds.socketpair()
+    poller.register(a, portaio.READABLE | portaio.ONESHOT, "once")
+    b.send(b"unread")
+    assert [(e.fd, e.events, e.data) for e in poller.poll(1.0)] == [(a.fileno(), portaio.READABLE, "once")]
+    assert_sleeps(poller)  # still readable, but spent: the kernel must not keep saying so
+
+
+def test_unregistered_ready_fd_does_not_spin(poller: portaio.Poller, fds: Closer) -> None:
+    a, b = fds.socketpair()
+    c, _ = fds.socketpair()
+    poller.register(a, portaio.READABLE, "gone")
+    poller.register(c, portaio.READABLE, "stays")  # keeps the kernel's set non-empty
+    b.send(b"unread")
+    assert [e.data for e in poller.poll(1.0)] == ["gone"]
+    poller.unregister(a)
+    assert_sleeps(poller)
+
+
+def test_unregistered_writable_fd_does_not_spin(poller: portaio.Poller, fds: Closer) -> None:
+    a, _ = fds.socketpair()
+    poller.register(a, portaio.WRITABLE, "w")
+    assert [e.data for e in poller.poll(0)] == ["w"]
+    poller.unregister(a)
+    assert_sleeps(poller)
+
+
+def test_rdhup_only_interest_with_unread_data_does_not_spin(
+    poller: portaio.Poller, fds: Closer, capabilities: portaio.Capabilities, request: pytest.FixtureRequest
+) -> None:
+    if poller.backend in ("select", "kqueue"):
+        request.node.add_marker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="issue 12 item 3: select and kqueue watch reads to see RDHUP and spin on unread data",
+            )
+        )
+    a, b = fds.socketpair()
+    if not capabilities.rdhup:
+        with pytest.raises(portaio.Unsupported, match=poller.backend):
+            poller.register(a, portaio.RDHUP)
+        return
+    poller.register(a, portaio.RDHUP, "half")
+    b.send(b"unread")  # readable, but only a hang-up was asked for
+    assert_sleeps(poller)
+
+
+def test_sub_millisecond_timeouts_do_not_spin(poller: portaio.Poller, fds: Closer) -> None:
+    """200 polls of 0.5 ms: each sleeps (a ms timer rounds up, never down to a 0 ms spin)."""
+    timeout = 0.0005
+    a, _ = fds.socketpair()
+    poller.register(a, portaio.READABLE)
+
+    def many() -> list[portaio.Event]:
+        out: list[portaio.Event] = []
+        for _ in range(200):
+            out += poller.poll(timeout)
+        return out
+
+    events, cpu, wall = cpu_share(many)
+    assert events == []
+    assert wall >= 200 * timeout
+    assert cpu < _MAX_SHARE * wall, (
+        f"{poller.backend}: 200 x poll({timeout}) used {cpu:.3f} s of CPU in {wall:.3f} s: a busy loop"
+    )
