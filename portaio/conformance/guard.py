@@ -106,16 +106,22 @@ def _describe_fd(fd: int) -> str:
         return str(fd)
 
 
-def compare(before: ProcessState, after: ProcessState) -> dict[str, str]:
-    """What changed, by kind, in words; empty when nothing did."""
+def compare(before: ProcessState, after: ProcessState, failed: bool = False) -> dict[str, str]:
+    """What changed, by kind, in words; empty when nothing did.
+
+    After a *failed* test pytest-timeout has already stopped its SIGALRM
+    guard (its ``pytest_exception_interact`` hook), so SIGALRM and the
+    itimer are not compared then.
+    """
     problems: dict[str, str] = {}
+    alarm = getattr(signal, "SIGALRM", None)
     changed = {
         signal.Signals(n).name if n in signal.Signals._value2member_map_ else str(n): (
             before.handlers.get(n),
             after.handlers.get(n),
         )
         for n in set(before.handlers) | set(after.handlers)
-        if before.handlers.get(n) != after.handlers.get(n)
+        if before.handlers.get(n) != after.handlers.get(n) and not (failed and n == alarm)
     }
     if changed:
         problems["handlers"] = f"signal handlers changed (before, after): {changed}"
@@ -133,14 +139,17 @@ def compare(before: ProcessState, after: ProcessState) -> dict[str, str]:
             f"fd table changed: left open {[_describe_fd(fd) for fd in opened]}, "
             f"closed {closed}, now naming another file {[_describe_fd(fd) for fd in replaced]}"
         )
-    if before.itimer_running and not after.itimer_running:
+    if before.itimer_running and not after.itimer_running and not failed:
         problems["itimer"] = "ITIMER_REAL (pytest-timeout's guard) was cancelled"
     return problems
 
 
-def _restore(before: ProcessState, after: ProcessState) -> None:
+def _restore(before: ProcessState, after: ProcessState, failed: bool) -> None:
     """Put back handlers, mask and wakeup fd, so the next test starts clean."""
+    alarm = getattr(signal, "SIGALRM", None)
     for signum, handler in before.handlers.items():
+        if failed and signum == alarm:
+            continue  # pytest-timeout's own teardown, not the test's doing
         if after.handlers.get(signum) != handler and handler is not None:
             try:
                 signal.signal(signum, handler)
@@ -161,6 +170,18 @@ def pytest_configure(config: Any) -> None:
     )
 
 
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Remember that a test failed (its setup or call): see :func:`compare`."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.failed and report.when in ("setup", "call"):
+        item.stash[_FAILED] = True
+
+
 @pytest.fixture(autouse=True)
 def _process_state_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test that leaves signal handlers, mask, wakeup fd or fds changed."""
@@ -176,16 +197,17 @@ def _process_state_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     before = process_state()
     yield
     after = process_state()
-    problems = {kind: text for kind, text in compare(before, after).items() if kind not in exempt}
+    failed = request.node.stash.get(_FAILED, False)
+    problems = {kind: text for kind, text in compare(before, after, failed).items() if kind not in exempt}
     if "fds" in problems:
         # Was it garbage waiting for the cyclic collector?  Still a leak (PyPy
         # may never run it; COMMON rule: close, never rely on the GC), but say
         # so, and collect it now so the next test does not see it go.
         gc.collect()
-        again = compare(before, process_state()).get("fds")
+        again = compare(before, process_state(), failed).get("fds")
         if again is None:
             problems["fds"] += " (the garbage collector closed them: close them explicitly)"
-    _restore(before, after)
+    _restore(before, after, failed)
     if problems:
         pytest.fail(
             "the test left the process changed (mark it changes_process_state(kind, reason=...) "
