@@ -229,3 +229,37 @@ def test_closed_but_registered_number_reused_by_new_file(
     _, d = reuse_closed_number(poller, fds)
     d.send(b"x")
     assert poller.poll(0) == []
+
+
+class _Data:
+    """User data that can be watched for release with a weak reference."""
+
+
+def test_modify_and_unregister_let_go_of_the_old_data(poller: portaio.Poller, fds: Closer) -> None:
+    """Resource use is bounded by what is registered (item 19): a modify leaves nothing behind.
+
+    A poller that kept the replaced registration (its token, its cached
+    events) would keep every old ``data`` alive: after many modifies, many.
+    """
+    import gc
+    import weakref
+
+    a, b = fds.socketpair()
+    b.send(b"x")  # readable: each poll reports (and may cache) the current registration
+    first = _Data()
+    poller.register(a, portaio.READABLE, first)
+    assert [e.data for e in poller.poll(1.0)] == [first]
+    refs = [weakref.ref(first)]
+    del first
+    for i in range(200):
+        data = _Data()
+        refs.append(weakref.ref(data))
+        poller.modify(a, portaio.READABLE | (portaio.WRITABLE if i % 2 else 0), data)
+        assert [e.data for e in poller.poll(0)] == [data]
+    del data
+    gc.collect()
+    alive = [i for i, ref in enumerate(refs) if ref() is not None]
+    assert alive == [len(refs) - 1], f"{len(alive)} replaced data objects are still held by the poller"
+    poller.unregister(a)
+    gc.collect()
+    assert refs[-1]() is None, "unregister kept the data alive"
