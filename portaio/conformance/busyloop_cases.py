@@ -10,11 +10,16 @@ CPU time can.  Each case measures the CPU time of the polling thread
 count) over a wait that should sleep, and demands it be a small share of the
 wall time.
 
-Why the threshold holds under load: a thread that sleeps in the kernel costs
-microseconds of CPU however loaded the machine is, so its share stays near 0;
-a spinning thread's share is ~1.0 on an idle machine and still ~0.5 with two
-CPU hogs on two cores.  ``_MAX_SHARE`` sits between, and load can only make a
-spinning mutant harder to see, never make a sleeping poller fail.
+Why the thresholds hold under load: a thread that sleeps in the kernel costs
+microseconds of CPU however loaded the machine is, while a spinning thread
+burns whatever share of a core the scheduler gives it.  So one long poll is
+judged by an absolute budget (``_CPU_BUDGET`` over ``_WAIT``: a spinner
+exceeds it unless it gets under 4 % of a core, i.e. a load beyond ~50 on two
+cores), which also keeps the strict xfails below from passing by load alone.
+Many short polls cost some CPU each even when they sleep, so they are judged
+by the CPU/wall share (``_MAX_SHARE``): ~0.05 when sleeping, ~1.0 when
+spinning on an idle machine, still ~0.5 beside two CPU hogs; heavier load can
+only hide a spinner there, never fail a sleeper.
 """
 
 from __future__ import annotations
@@ -29,8 +34,11 @@ import portaio
 from portaio.conformance.plugin import Closer
 
 _MAX_SHARE = 0.25
-"""Largest CPU/wall share of a poll that should sleep (see the module docstring)."""
-_WAIT = 0.3
+"""Largest CPU/wall share of many short polls that should sleep (see the module docstring)."""
+_WAIT = 0.5
+"""Seconds of one poll that must sleep."""
+_CPU_BUDGET = 0.02
+"""CPU seconds that one sleeping poll of ``_WAIT`` s stays far below (it uses ~0.0001)."""
 
 _cpu_clock: Callable[[], float] = getattr(time, "thread_time", time.process_time)
 
@@ -48,7 +56,7 @@ def assert_sleeps(poller: portaio.Poller, timeout: float = _WAIT) -> None:
     events, cpu, wall = cpu_share(lambda: poller.poll(timeout))
     assert events == []
     assert wall >= timeout
-    assert cpu < _MAX_SHARE * wall, (
+    assert cpu < _CPU_BUDGET, (
         f"{poller.backend}: poll({timeout}) used {cpu:.3f} s of CPU in {wall:.3f} s: a busy loop"
     )
 

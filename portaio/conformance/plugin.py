@@ -23,6 +23,7 @@ pytest_plugins = ["portaio.conformance.libkqueue", "portaio.conformance.guard"]
 
 _selected = os.environ.get("PORTAIO_TEST_BACKENDS")
 BACKENDS = tuple(_selected.split(",")) if _selected else portaio.BACKEND_NAMES
+_required = set(filter(None, os.environ.get("PORTAIO_REQUIRE_BACKENDS", "").split(",")))
 
 
 def pytest_report_header(config: Any) -> list[str]:
@@ -42,6 +43,10 @@ def backend(request: pytest.FixtureRequest) -> str:
     name: str = request.param
     reason = portaio.unavailable_reasons().get(name)
     if reason is not None:
+        if name in _required:
+            # Mutation testing and CI name what must run: a missing compiled
+            # module there must fail, not turn every case into a quiet skip.
+            pytest.fail(f"{name} backend required by PORTAIO_REQUIRE_BACKENDS but unavailable: {reason}")
         pytest.skip(f"{name} backend unavailable here: {reason}")
     return name
 
