@@ -19,7 +19,9 @@ cores), which also keeps the strict xfails below from passing by load alone.
 Many short polls cost some CPU each even when they sleep, so they are judged
 by the CPU/wall share (``_MAX_SHARE``): ~0.05 when sleeping, ~1.0 when
 spinning on an idle machine, still ~0.5 beside two CPU hogs; heavier load can
-only hide a spinner there, never fail a sleeper.
+only hide a spinner there, never fail a sleeper.  Where the OS counts them
+(Linux: ``RUSAGE_THREAD``), the thread's voluntary context switches tell a
+sleeping poll from a spinning one at any load: each real wait is one.
 """
 
 from __future__ import annotations
@@ -120,9 +122,28 @@ def test_sub_millisecond_timeouts_do_not_spin(poller: portaio.Poller, fds: Close
             out += poller.poll(timeout)
         return out
 
+    sleeps_before = _voluntary_switches()
     events, cpu, wall = cpu_share(many)
+    sleeps = _voluntary_switches() - sleeps_before
     assert events == []
     assert wall >= 200 * timeout
     assert cpu < _MAX_SHARE * wall, (
         f"{poller.backend}: 200 x poll({timeout}) used {cpu:.3f} s of CPU in {wall:.3f} s: a busy loop"
     )
+    if sleeps >= 0:
+        # Each poll that really waits gives up the CPU (a voluntary context
+        # switch); a timeout rounded down to 0 never does, however loaded the
+        # machine (where the CPU share above can no longer tell).
+        assert sleeps >= 100, (
+            f"{poller.backend}: 200 x poll({timeout}) slept only {sleeps} times: a busy loop"
+        )
+
+
+def _voluntary_switches() -> int:
+    """Voluntary context switches of this thread so far (-1 where the OS does not count them)."""
+    try:
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw)  # type: ignore[attr-defined,unused-ignore]
+    except (ImportError, AttributeError, OSError):
+        return -1
