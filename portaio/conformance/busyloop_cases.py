@@ -147,3 +147,40 @@ def _voluntary_switches() -> int:
         return int(resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw)  # type: ignore[attr-defined,unused-ignore]
     except (ImportError, AttributeError, OSError):
         return -1
+
+
+def test_two_threads_polling_at_once_neither_spins_nor_overruns(poller: portaio.Poller, fds: Closer) -> None:
+    """poll and select hand a second concurrent waiter a copy of the kernel set: it must be exact.
+
+    An fd watched for reading only (but writable), and one unregistered while
+    readable: neither may wake either waiter, and each waits its own timeout,
+    not the other's first.
+    """
+    import threading
+
+    gone, peer = fds.socketpair()
+    watched, _ = fds.socketpair()
+    poller.register(gone, portaio.READABLE, "gone")
+    peer.send(b"unread")
+    assert [e.data for e in poller.poll(1.0)] == ["gone"]
+    poller.unregister(gone)
+    poller.register(watched, portaio.READABLE, "idle")  # writable, but only reads were asked
+    results: list[tuple[list[portaio.Event], float, float]] = []
+    start = threading.Barrier(2)
+
+    def waiter() -> None:
+        start.wait(5)
+        results.append(cpu_share(lambda: poller.poll(_WAIT)))
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    try:
+        start.wait(5)
+        results.append(cpu_share(lambda: poller.poll(_WAIT)))
+    finally:
+        thread.join(10)
+    assert len(results) == 2
+    for events, cpu, wall in results:
+        assert events == []
+        assert _WAIT <= wall < 1.5 * _WAIT, f"{poller.backend}: a waiter took {wall:.3f} s for poll({_WAIT})"
+        assert cpu < _CPU_BUDGET, f"{poller.backend}: a waiter used {cpu:.3f} s of CPU in {wall:.3f} s"

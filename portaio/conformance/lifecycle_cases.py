@@ -15,7 +15,7 @@ import socket
 import pytest
 
 import portaio
-from portaio.conformance.plugin import Closer, is_open, open_fds, ready_map, reuse_closed_number
+from portaio.conformance.plugin import Closer, is_open, open_fds, poll_until, ready_map, reuse_closed_number
 
 
 def test_no_event_after_unregister(poller: portaio.Poller, fds: Closer) -> None:
@@ -263,3 +263,38 @@ def test_modify_and_unregister_let_go_of_the_old_data(poller: portaio.Poller, fd
     poller.unregister(a)
     gc.collect()
     assert refs[-1]() is None, "unregister kept the data alive"
+
+
+def test_fd_closed_behind_the_pollers_back_does_not_hide_the_others(
+    poller: portaio.Poller, fds: Closer
+) -> None:
+    """Moved from the hostile-input tests: the closed one is dropped, the ready one still reported."""
+    a, _ = socket.socketpair()
+    c, d = fds.socketpair()
+    poller.register(a, portaio.READABLE, "a")
+    poller.register(c, portaio.READABLE, "c")
+    d.send(b"x")
+    fd = a.fileno()
+    a.close()
+    # The other fd is still reported, even by a zero-timeout poll (select once missed it).
+    for _ in range(2):
+        assert poller.poll(0) == [portaio.Event(c.fileno(), portaio.READABLE, "c")]
+    assert poller.unregister(fd).data == "a"
+    with pytest.raises(portaio.NotRegistered):
+        poller.unregister(fd)
+
+
+def test_an_fd_with_nothing_of_interest_ready_does_not_hide_the_others(
+    poller: portaio.Poller, fds: Closer, capabilities: portaio.Capabilities
+) -> None:
+    """In one kernel batch, an fd reported for what nobody asked must not end the batch early."""
+    if not capabilities.rdhup:
+        pytest.skip(f"{poller.backend} refuses RDHUP on this OS: the case watches RDHUP alone")
+    quiet, peer = fds.socketpair()
+    ready, other = fds.socketpair()
+    poller.register(quiet, portaio.RDHUP, "quiet")  # registered first: earlier in the kernel's batch
+    poller.register(ready, portaio.READABLE, "ready")
+    peer.send(b"data, but no hang-up")  # readable: not asked for
+    other.send(b"x")
+    events = poll_until(poller, bool, timeout=1.0)
+    assert events == [portaio.Event(ready.fileno(), portaio.READABLE, "ready")]

@@ -205,21 +205,6 @@ CASES: list[tuple[str, Callable[[Ctx], Any], Any]] = [
 ]
 
 
-def test_fd_closed_behind_the_pollers_back_is_dropped_quietly(poller: portaio.Poller, fds: Closer) -> None:
-    a, _ = fds.socketpair()
-    c, d = fds.socketpair()
-    poller.register(a, READABLE, "a")
-    poller.register(c, READABLE, "c")
-    d.send(b"x")
-    fd = a.fileno()
-    a.close()
-    # The other fd is still reported, even by a zero-timeout poll (select once missed it).
-    assert [(e.fd, e.data) for e in poller.poll(0)] == [(c.fileno(), "c")]
-    assert poller.unregister(fd).data == "a"
-    with pytest.raises(portaio.NotRegistered):
-        poller.unregister(fd)
-
-
 def test_fd_number_reused_after_close(poller: portaio.Poller, fds: Closer) -> None:
     a, _ = fds.socketpair()
     poller.register(a, READABLE, "old")
