@@ -19,11 +19,13 @@ import pytest
 
 import portaio
 
-# Known libkqueue deviations are skipped for kqueue-on-libkqueue only.
-pytest_plugins = ["portaio.conformance.libkqueue"]
+# Known libkqueue deviations are skipped for kqueue-on-libkqueue only; the
+# guard fails a test that leaves handlers, mask, wakeup fd or fds changed.
+pytest_plugins = ["portaio.conformance.libkqueue", "portaio.conformance.guard"]
 
 _selected = os.environ.get("PORTAIO_TEST_BACKENDS")
 BACKENDS = tuple(_selected.split(",")) if _selected else portaio.BACKEND_NAMES
+_required = set(filter(None, os.environ.get("PORTAIO_REQUIRE_BACKENDS", "").split(",")))
 
 
 def pytest_report_header(config: Any) -> list[str]:
@@ -43,6 +45,10 @@ def backend(request: pytest.FixtureRequest) -> str:
     name: str = request.param
     reason = portaio.unavailable_reasons().get(name)
     if reason is not None:
+        if name in _required:
+            # Mutation testing and CI name what must run: a missing compiled
+            # module there must fail, not turn every case into a quiet skip.
+            pytest.fail(f"{name} backend required by PORTAIO_REQUIRE_BACKENDS but unavailable: {reason}")
         pytest.skip(f"{name} backend unavailable here: {reason}")
     return name
 
@@ -59,8 +65,16 @@ def poller(backend: str) -> Iterator[portaio.Poller]:
 
 @pytest.fixture
 def capabilities(backend: str) -> portaio.Capabilities:
-    """The capabilities of the backend under test."""
-    return portaio.backend_class(backend).capabilities
+    """The capabilities the contract pins for the backend under test on this OS.
+
+    Not the backend's own claim: a case that branches on a capability then
+    fails when the backend drops a pinned feature (see
+    :mod:`portaio.conformance.expected`).  Where this OS has no pinned row
+    yet, the backend's claim stands in.
+    """
+    from portaio.conformance.expected import pinned_capabilities
+
+    return pinned_capabilities(backend) or portaio.backend_class(backend).capabilities
 
 
 class Closer:

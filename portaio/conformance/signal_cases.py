@@ -27,12 +27,14 @@ USR2 = signal.SIGUSR2
 
 
 def signal_events(poller: portaio.Poller, timeout: float = 5.0) -> list[portaio.Event]:
-    """Poll until SIGNAL events arrive (or fail after *timeout*)."""
+    """Poll until SIGNAL events arrive (or fail after *timeout*); any other event fails."""
     deadline = _now() + timeout
     while True:
         remaining = deadline - _now()
         assert remaining > 0, "no signal event arrived"
-        events = [e for e in poller.poll(remaining) if e.events & portaio.SIGNAL]
+        events = poller.poll(remaining)
+        others = [e for e in events if e.events != portaio.SIGNAL or e.fd != -1]
+        assert others == [], f"only signals were expected, but the poll also gave {others}"
         if events:
             return events
 
