@@ -218,30 +218,15 @@ def test_close_from_another_thread_ends_a_blocked_poll(
     assert open_fds() <= before, "close() left fds of the poller open"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug found by the exact-set wake case: a poll() that started with no timer never "
-    "collects the first timer added from another thread; it waits out its whole timeout (for h-core)",
-)
 def test_first_timer_added_from_another_thread_wakes_a_blocked_poll(poller: portaio.Poller) -> None:
     events, elapsed = poll_while(poller, 0.02, lambda: poller.add_timer(0.0, data="first"), 1.0)
     assert events == [portaio.Event(-1, portaio.TIMER, "first", 1, 0)]
     assert elapsed < 0.9
 
 
-def test_regular_file_registered_from_another_thread_wakes_a_blocked_poll(
-    poller: portaio.Poller, request: pytest.FixtureRequest
-) -> None:
+def test_regular_file_registered_from_another_thread_wakes_a_blocked_poll(poller: portaio.Poller) -> None:
     import tempfile
 
-    if poller.backend in ("epoll", "kqueue"):
-        request.node.add_marker(
-            pytest.mark.xfail(
-                strict=poller.backend == "epoll",
-                reason="library bug: an always-ready file registered while poll() blocks in the kernel "
-                "does not wake it (no self-wake on epoll/kqueue; item 16; for h-core)",
-            )
-        )
     with tempfile.TemporaryFile() as handle:
         events, elapsed = poll_while(
             poller, 0.02, lambda: poller.register(handle, portaio.READABLE, "f"), 1.0
