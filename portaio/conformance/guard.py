@@ -27,6 +27,7 @@ import gc
 import os
 import signal
 import stat
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -91,10 +92,10 @@ def process_state() -> ProcessState:
             state.handlers[signum] = signal.getsignal(signum)
         except (OSError, ValueError):  # pragma: no cover - reserved signals
             continue
-    if hasattr(signal, "pthread_sigmask"):
+    if sys.platform != "win32":  # no signal masks on Windows
         state.mask = frozenset(signal.pthread_sigmask(signal.SIG_BLOCK, []))
     state.wakeup_fd = _read_wakeup_fd()
-    if hasattr(signal, "getitimer"):
+    if sys.platform != "win32":  # no itimers on Windows
         state.itimer_running = signal.getitimer(signal.ITIMER_REAL)[0] > 0
     return state
 
@@ -155,7 +156,7 @@ def _restore(before: ProcessState, after: ProcessState, failed: bool) -> None:
                 signal.signal(signum, handler)
             except (OSError, ValueError, TypeError):  # pragma: no cover
                 pass
-    if before.mask != after.mask and hasattr(signal, "pthread_sigmask"):
+    if before.mask != after.mask and sys.platform != "win32":
         signal.pthread_sigmask(signal.SIG_SETMASK, before.mask)
     if before.wakeup_fd != after.wakeup_fd:
         signal.set_wakeup_fd(before.wakeup_fd)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,12 +33,17 @@ def handler_installed(signum: int, handler: Callable[[int, FrameType | None], An
 
 
 @contextlib.contextmanager
-def signal_main_after(delay: float, signum: int = signal.SIGUSR1) -> Iterator[threading.Event]:
-    """Send *signum* to the main thread once, *delay* seconds into the block.
+def signal_main_after(delay: float, signum: int | None = None) -> Iterator[threading.Event]:
+    """Send *signum* (default ``SIGUSR1``) to the main thread once, *delay* seconds into the block.
 
     Yields an event set once the signal was sent.  Leaving the block early
     cancels the send; the thread is joined either way.
     """
+    if sys.platform == "win32":  # pragma: no cover
+        raise NotImplementedError("signals sent to a thread are POSIX: not on Windows")
+    if signum is None:
+        signum = signal.SIGUSR1
+    sig = signum
     main = threading.main_thread().ident
     assert main is not None
     cancel = threading.Event()
@@ -45,7 +51,7 @@ def signal_main_after(delay: float, signum: int = signal.SIGUSR1) -> Iterator[th
 
     def send() -> None:
         if not cancel.wait(delay):
-            signal.pthread_kill(main, signum)
+            signal.pthread_kill(main, sig)
             sent.set()
 
     thread = threading.Thread(target=send, name="portaio-signal-after", daemon=True)
@@ -58,13 +64,18 @@ def signal_main_after(delay: float, signum: int = signal.SIGUSR1) -> Iterator[th
 
 
 @contextlib.contextmanager
-def signal_storm(interval: float, signum: int = signal.SIGUSR1, limit: float = 120.0) -> Iterator[list[int]]:
-    """Send *signum* every *interval* seconds to every live thread.
+def signal_storm(interval: float, signum: int | None = None, limit: float = 120.0) -> Iterator[list[int]]:
+    """Send *signum* (default ``SIGUSR1``) every *interval* seconds to every live thread.
 
     Like an interval itimer, the deliveries interrupt whichever thread is in a
     system call, not only the main one.  Yields a one-item list counting the
     signals sent.  The storm stops when the block ends, or after *limit* s.
     """
+    if sys.platform == "win32":  # pragma: no cover
+        raise NotImplementedError("signals sent to a thread are POSIX: not on Windows")
+    if signum is None:
+        signum = signal.SIGUSR1
+    sig = signum
     stop = threading.Event()
     sent = [0]
 
@@ -79,7 +90,7 @@ def signal_storm(interval: float, signum: int = signal.SIGUSR1, limit: float = 1
                 if thread.ident is None or thread.ident == me:
                     continue
                 try:
-                    signal.pthread_kill(thread.ident, signum)
+                    signal.pthread_kill(thread.ident, sig)
                 except (ProcessLookupError, OSError):
                     continue  # the thread ended meanwhile
                 sent[0] += 1
