@@ -13,6 +13,7 @@ plug in (``Host``) is in ``_host.py``.  Everything here is backend-free.
 
 from __future__ import annotations
 
+import errno
 import math
 import threading
 import warnings
@@ -25,7 +26,7 @@ from ._regular_files import AlwaysReadyFiles, is_regular_file
 from ._signals import PollerSignals, SignalWatch
 from ._timers import Timer, TimerQueue, check_delay
 from ._types import Capabilities, Event, FileLike, Registration
-from ._validate import TIMEOUT_MAX, check_events, check_fd_open, fd_of
+from ._validate import TIMEOUT_MAX, check_events, check_fd_open, fd_of, file_identity
 from .backends import backend_class
 from .backends._base import TOKEN_MAX, AlwaysReady
 
@@ -41,7 +42,7 @@ EventFactory = Callable[[int, int, Any], Any]
 class _Reg:
     """The private record of one registration: the public view plus bookkeeping."""
 
-    __slots__ = ("armed", "data", "events", "fd", "keys", "token", "view")
+    __slots__ = ("armed", "data", "events", "fd", "ident", "keys", "token", "view")
 
     def __init__(self, fd: int, fileobj: Any, events: int, data: Any, token: int) -> None:
         self.fd = fd
@@ -50,6 +51,9 @@ class _Reg:
         self.token = token
         self.armed = True  # False once a ONESHOT (or EDGE always-ready file) was reported
         self.keys: list[int] = []  # the cache keys of its events, dropped with it
+        # The file's (st_dev, st_ino) at register, to tell a new file under a
+        # reused number; None where the kernel's add tells (epoll).
+        self.ident: tuple[int, int] | None = None
         self.view = Registration(fd, fileobj, events, data)
 
 
@@ -112,6 +116,7 @@ class Poller:
         self._backend = cls()
         self._wait = self._backend.wait
         self._oneshot_in_kernel = cls.oneshot_in_kernel
+        self._add_tells_same_file = cls.add_tells_same_file
         self._interrupt_on_change = cls.interrupt_on_change
         self._host = _host.PollerHost(self)
         try:
@@ -153,30 +158,46 @@ class Poller:
 
         Raises :class:`~portaio.AlreadyRegistered` if the fd is already
         registered, :class:`~portaio.Unsupported` for a mode the backend cannot
-        honour, :class:`OSError` (``EBADF``) for a closed fd.
+        honour, :class:`OSError` (``EBADF``) for a closed fd.  A registered
+        number closed without :meth:`unregister` and now naming another file
+        is no longer registered: the new file replaces the stale registration.
         """
         fd = fd_of(fileobj, self.name)
         interest = self._check_events(fd, events)
         with self._lock:
             self._check_open(fd)
-            if fd in self._regs:
-                raise AlreadyRegistered(f"portaio[{self.name}]: fd {fd} is already registered")
+            stale = self._regs.get(fd)
+            if stale is not None:
+                stale = self._stale(stale)
             reg = _Reg(fd, fileobj, interest, data, self._new_token())
             # Live before the kernel hears of it: a wait in another thread may
             # report it before add() returns, and would drop an unknown token.
             self._bind(reg)
             try:
-                self._backend.add(fd, interest, reg.token)
+                identity = self._backend.add(fd, interest, reg.token)
             except AlwaysReady as err:
                 self._unbind(reg)
+                self._drop(stale)  # the number names a regular file now: a new file
                 if not self._emulate_files:
                     raise PermissionError(err.errno, str(err)) from None
+                reg.ident = self._identity(fd)
                 self._files.put(reg)
                 self._sources = True
                 self._interrupt()  # a waiting poll must report it now
+            except OSError as err:
+                self._unbind(reg)
+                if stale is not None and err.errno == errno.EEXIST:
+                    # The kernel holds this very open file under the number.
+                    raise self._already(fd) from None
+                raise
             except BaseException:
                 self._unbind(reg)
                 raise
+            else:
+                self._drop(stale)
+                if identity is None and not self._add_tells_same_file:
+                    identity = self._identity(fd)
+                reg.ident = identity
             self._regs[fd] = reg
             self._changed()
         return reg.view
@@ -191,6 +212,7 @@ class Poller:
             if old is None:
                 raise NotRegistered(f"portaio[{self.name}]: fd {fd} is not registered")
             reg = _Reg(fd, fileobj, interest, data, self._new_token())
+            reg.ident = old.ident
             if fd in self._files:
                 self._files.put(reg)
                 self._sources = True
@@ -385,6 +407,50 @@ class Poller:
         return f"<portaio.Poller backend={self.name} {state}>"
 
     # ------------------------------------------------------- the table
+    def _already(self, fd: int) -> AlreadyRegistered:
+        return AlreadyRegistered(f"portaio[{self.name}]: fd {fd} is already registered")
+
+    def _identity(self, fd: int) -> tuple[int, int] | None:
+        try:
+            return file_identity(fd, self.name)
+        except OSError:  # closed meanwhile by another thread: nothing to compare later
+            return None
+
+    def _stale(self, old: _Reg) -> _Reg | None:
+        """*old* holds a number asked for again: raise AlreadyRegistered unless provably stale.
+
+        DESIGN item 6: a number closed without unregister may name a new file
+        now.  Where the file's identity was recorded, compare (OSError EBADF
+        if the number is closed): a new file replaces *old* at once, and None
+        is returned.  Where it was not (epoll), the kernel tells: *old* is
+        returned, the caller's add says EEXIST for the same open file and
+        succeeds for a new one, and only then is *old* dropped.
+        """
+        if old.ident is None and old.fd not in self._files:
+            return old
+        if file_identity(old.fd, self.name) == old.ident:
+            raise self._already(old.fd)
+        if not self._files.discard(old.fd):
+            # poll and select keep their sets by number, kqueue's knotes went
+            # with the close: the delete reaches the old entry only.
+            self._backend.remove(old.fd, old.events, old.token)
+        self._drop(old)
+        return None
+
+    def _drop(self, stale: _Reg | None) -> None:
+        """Forget a registration whose number a new file has taken (under the lock).
+
+        Nothing asks the kernel: epoll dropped its entry with the old file, or
+        keeps it for a file still open elsewhere under that file's own key, so
+        a delete by number would reach the new file instead.  An event still
+        queued for it carries its token, unknown from now on: dropped.
+        """
+        if stale is None:
+            return
+        del self._regs[stale.fd]
+        self._unbind(stale)
+        self._forget(stale)
+
     def _new_token(self) -> int:
         # Never a live token: after 2**32 allocations the counter wraps and
         # skips the tokens still in use (the kernel may still report them).

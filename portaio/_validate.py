@@ -119,11 +119,25 @@ def check_max_events(max_events: Any, backend: str) -> int:
 
 def check_fd_open(fd: int, backend: str) -> None:
     """Raise ``OSError(EBADF)`` naming *fd* and *backend* if *fd* is not open."""
+    file_identity(fd, backend)
+
+
+def file_identity(fd: int, backend: str) -> tuple[int, int]:
+    """``(st_dev, st_ino)`` of the open file *fd* names; ``OSError(EBADF)`` naming both if closed.
+
+    Numbers naming the same open file (a dup, or the same file put back
+    under its number) have the same identity; a new pipe or socket under a
+    reused number has another.  Two opens of one path share it too, and an
+    inode freed (its file deleted and closed) may be given to a new file: an
+    equal identity may be another open of the same inode, never a different
+    file that is still open.
+    """
     try:
-        os.fstat(fd)
+        st = os.fstat(fd)
     except OSError as err:
         if err.errno == errno.EBADF:
             raise OSError(
                 errno.EBADF, f"portaio[{backend}]: fd {fd} is not an open file descriptor"
             ) from None
         raise
+    return st.st_dev, st.st_ino

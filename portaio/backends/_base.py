@@ -61,6 +61,7 @@ __all__ = [
     "TOKEN_SHIFT",
     "AlwaysReady",
     "Backend",
+    "FileIdentity",
     "Host",
     "SignalMechanism",
     "TimerMechanism",
@@ -74,6 +75,10 @@ FLAGS_MASK = 0xFFFF_FFFF
 """The kernel flags of a key: ``key & FLAGS_MASK``."""
 TOKEN_MAX = 0xFFFF_FFFF
 """Tokens run from 1 to this (0 is never a token)."""
+
+
+FileIdentity = tuple[int, int]
+"""``(st_dev, st_ino)`` of an open file (see ``_validate.file_identity``)."""
 
 
 def make_key(flags: int, token: int) -> int:
@@ -233,6 +238,13 @@ class Backend(abc.ABC):
     """True where the kernel disarms a reported ONESHOT registration by itself
     (epoll): the core then caches such events and never calls :meth:`disarm`."""
 
+    add_tells_same_file: ClassVar[bool] = False
+    """True where :meth:`add` of a number already watched raises ``EEXIST`` if
+    it still names the same open file, and succeeds for a new file that took
+    the number after the old one was closed (epoll: its entries are keyed by
+    file and number).  Elsewhere the core records each file's identity
+    (``st_dev``, ``st_ino``) at register and compares (DESIGN item 6)."""
+
     def fileno(self) -> int:
         """The kernel object's fd, or -1 where there is none (poll, select)."""
         return -1
@@ -245,13 +257,16 @@ class Backend(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def add(self, fd: int, events: int, token: int) -> None:
+    def add(self, fd: int, events: int, token: int) -> FileIdentity | None:
         """Watch *fd* for *events* (portaio flags), its keys carrying *token*.
 
         Raises :class:`AlwaysReady` for a file the kernel refuses because it
         never blocks, :class:`OSError` otherwise (EBADF for a closed fd),
         leaving nothing behind.  The core knows *token* before this call: a
         wait in another thread may report it before ``add`` returns.
+        Returns the file's ``(st_dev, st_ino)`` if it looked anyway (poll and
+        select check the fd is open), else None: the core then looks itself,
+        unless :attr:`add_tells_same_file`.
         """
 
     @abc.abstractmethod
