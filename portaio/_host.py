@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from . import _signals
+from . import _main_thread, _signals
 from ._flags import READABLE
 
 if TYPE_CHECKING:
@@ -69,6 +69,11 @@ class PollerHost:
         poller = self._poller()
         if poller is None:
             return
+        if poller._released:
+            # Closed, its backend with it (a signal mechanism handed to the
+            # main thread releases its sources later): nothing to unwatch.
+            self.drop_token(token)
+            return
         with poller._lock:
             try:
                 poller._backend.remove(fd, _READABLE, token)
@@ -97,6 +102,7 @@ class PollerHost:
 
     def deliver_signals(self, counts: dict[int, int]) -> None:
         """Deliveries drained from a shared source: to every poller watching each signal."""
+        _main_thread.run_pending()  # in the main thread: what a closed poller handed over
         poller = self._poller()
         for signum, count in counts.items():
             _signals.deliver(signum, count, poller)

@@ -16,11 +16,10 @@ from __future__ import annotations
 import errno
 import math
 import threading
-import warnings
 from collections.abc import Callable
 from typing import Any
 
-from . import _fork, _host, _poll_loop, _signals
+from . import _fork, _host, _main_thread, _poll_loop, _signals
 from ._errors import AlreadyRegistered, NotRegistered, PollerClosed
 from ._regular_files import AlwaysReadyFiles, is_regular_file
 from ._signals import PollerSignals, SignalWatch
@@ -28,7 +27,7 @@ from ._timers import Timer, TimerQueue, check_delay
 from ._types import Capabilities, Event, FileLike, Registration
 from ._validate import TIMEOUT_MAX, check_events, check_fd_open, fd_of, file_identity
 from .backends import backend_class
-from .backends._base import TOKEN_MAX, AlwaysReady
+from .backends._base import TOKEN_MAX, AlwaysReady, SignalMechanism
 
 __all__ = ["DEFAULT_MAX_EVENTS", "TIMEOUT_MAX", "Poller", "check_fd_open", "is_regular_file"]
 
@@ -55,6 +54,19 @@ class _Reg:
         # reused number; None where the kernel's add tells (epoll).
         self.ident: tuple[int, int] | None = None
         self.view = Registration(fd, fileobj, events, data)
+
+
+class _HandedOver(SignalMechanism):
+    """In place of a signal mechanism handed to the main thread (see ``Poller._hand_over_signals``)."""
+
+    def watch(self, signum: int) -> None:  # pragma: no cover - the poller is closed
+        raise AssertionError("portaio: a closed poller watches no signal")
+
+    def unwatch(self, signum: int) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
 
 
 class Poller:
@@ -113,6 +125,7 @@ class Poller:
         self._wake_pending = False
         self._wake_ready = False
         self._per_token = cls.records_per_token
+        self._released = False  # the fds are closed: mechanisms must not reach the backend
         self._backend = cls()
         self._wait = self._backend.wait
         self._oneshot_in_kernel = cls.oneshot_in_kernel
@@ -131,6 +144,7 @@ class Poller:
             raise
         self._closed = False
         _fork.track(self)
+        _main_thread.run_pending()
 
     # ------------------------------------------------------------------ public
     @property
@@ -554,6 +568,7 @@ class Poller:
 
     def _remove_signal(self, watch: SignalWatch) -> None:
         _signals.require_main_thread(self.name, "SignalWatch.remove()")
+        _main_thread.run_pending()
         with self._lock:
             if watch._poller is self:
                 self._drop_signal(watch)
@@ -575,16 +590,31 @@ class Poller:
         if queue is not None:
             queue.clear()
         state = self._signal_state
-        if state is not None and state.watches:
-            if threading.current_thread() is not threading.main_thread():
-                warnings.warn(
-                    f"portaio[{self.name}]: a poller watching signals was closed outside the main thread;"
-                    " the main thread's signal handlers and mask may not be restored",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
+        if state is None or not state.watches:
+            return
+        if threading.current_thread() is threading.main_thread():
+            _main_thread.run_pending()
             for watch in list(state.watches.values()):
                 self._drop_signal(watch)
+        else:
+            self._hand_over_signals(state)
+
+    def _hand_over_signals(self, state: PollerSignals) -> None:
+        """Closing outside the main thread (a finaliser, say): restore the signals there.
+
+        Handlers, Python's wakeup fd and the mask can be put back by the main
+        thread only (see ``_main_thread.py``).  This poller stops counting
+        deliveries now; its signal mechanism, with the shared sources it
+        holds open, is handed over whole and closed there, so nothing writes
+        into a number that was released before the handler stopped writing.
+        """
+        signums = list(state.watches)
+        for signum in signums:
+            state.watches[signum]._poller = None
+            state.discard(signum)
+            _signals.drop_watcher(self, signum)
+        mechanism, self._signals = self._signals, _HandedOver()
+        _main_thread.hand_over_signals(mechanism, signums)
 
     def _release(self) -> None:
         try:
@@ -595,6 +625,7 @@ class Poller:
             try:
                 self._backend.close()
             finally:
+                self._released = True
                 self._handlers.clear()
                 self._by_token.clear()
                 self._capacity = 0
@@ -612,6 +643,7 @@ class Poller:
             return
         self._lock = threading.RLock()  # another thread of the parent may have held it
         self._closed = True
+        self._released = True
         self._closed_why = (
             " (it was created before fork(); the child must create a new Poller,"
             " the parent's keeps working in the parent)"
