@@ -69,14 +69,12 @@ class PollerHost:
         poller = self._poller()
         if poller is None:
             return
-        if poller._released:
-            # Closed, its backend with it (a signal mechanism handed to the
-            # main thread releases its sources later): nothing to unwatch.
-            self.drop_token(token)
-            return
         with poller._lock:
             try:
-                poller._backend.remove(fd, _READABLE, token)
+                # Released: closed, its backend with it (a signal mechanism
+                # handed to the main thread frees its sources later).
+                if not poller._released:
+                    poller._backend.remove(fd, _READABLE, token)
             finally:
                 self.drop_token(token)
             poller._changed()
