@@ -32,6 +32,7 @@ always-ready file), a round is just the kernel wait and the cache lookups.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._errors import PollerClosed
@@ -115,7 +116,7 @@ def poll(self: Poller, timeout: float | None = None, max_events: int | None = No
             self._release_if_last()
 
 
-def dispatch(self: Poller, keys: list[int]) -> list[Any]:
+def dispatch(self: Poller, keys: Sequence[int]) -> list[Any]:
     """The slow path: keys the cache does not know (new flags, internal or stale tokens)."""
     out: list[Any] = []
     cache = self._cache

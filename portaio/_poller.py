@@ -14,20 +14,20 @@ plug in (``Host``) is in ``_host.py``.  Everything here is backend-free.
 from __future__ import annotations
 
 import errno
-import math
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from . import _fork, _host, _main_thread, _poll_loop, _signals
-from ._errors import AlreadyRegistered, NotRegistered, PollerClosed
+from . import _closing, _fork, _host, _main_thread, _poll_loop, _register, _watches
+from ._errors import NotRegistered, PollerClosed
+from ._register import _Reg
 from ._regular_files import AlwaysReadyFiles, is_regular_file
-from ._signals import PollerSignals, SignalWatch
-from ._timers import Timer, TimerQueue, check_delay
+from ._signals import PollerSignals
+from ._timers import TimerQueue
 from ._types import Capabilities, Event, FileLike, Registration
-from ._validate import TIMEOUT_MAX, check_events, check_fd_open, fd_of, file_identity
+from ._validate import TIMEOUT_MAX, check_events, check_fd_open, fd_of
 from .backends import backend_class
-from .backends._base import TOKEN_MAX, AlwaysReady, SignalMechanism
+from .backends._base import TOKEN_MAX, AlwaysReady
 
 __all__ = ["DEFAULT_MAX_EVENTS", "TIMEOUT_MAX", "Poller", "check_fd_open", "is_regular_file"]
 
@@ -36,37 +36,6 @@ DEFAULT_MAX_EVENTS = _poll_loop.DEFAULT_MAX_EVENTS
 
 EventFactory = Callable[[int, int, Any], Any]
 """``factory(fd, events, data)``: what :meth:`Poller.poll` returns for an fd's readiness."""
-
-
-class _Reg:
-    """The private record of one registration: the public view plus bookkeeping."""
-
-    __slots__ = ("armed", "data", "events", "fd", "ident", "keys", "token", "view")
-
-    def __init__(self, fd: int, fileobj: Any, events: int, data: Any, token: int) -> None:
-        self.fd = fd
-        self.events = events
-        self.data = data
-        self.token = token
-        self.armed = True  # False once a ONESHOT (or EDGE always-ready file) was reported
-        self.keys: list[int] = []  # the cache keys of its events, dropped with it
-        # The file's (st_dev, st_ino) at register, to tell a new file under a
-        # reused number; None where the kernel's add tells (epoll).
-        self.ident: tuple[int, int] | None = None
-        self.view = Registration(fd, fileobj, events, data)
-
-
-class _HandedOver(SignalMechanism):
-    """In place of a signal mechanism handed to the main thread (see ``Poller._hand_over_signals``)."""
-
-    def watch(self, signum: int) -> None:  # pragma: no cover - the poller is closed
-        raise AssertionError("portaio: a closed poller watches no signal")
-
-    def unwatch(self, signum: int) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
 
 
 class Poller:
@@ -87,6 +56,22 @@ class Poller:
     """
 
     poll = _poll_loop.poll
+    _stale = _register._stale
+    _drop_stale = _register._drop_stale
+    close = _closing.close
+    add_timer = _watches.add_timer
+    add_signal = _watches.add_signal
+    _timers_changed = _watches._timers_changed
+    _sync_timer = _watches._sync_timer
+    _timer_fired = _watches._timer_fired
+    _signal_arrived = _watches._signal_arrived
+    _on_python_signal = _watches._on_python_signal
+    _remove_signal = _watches._remove_signal
+    _drop_signal = _watches._drop_signal
+    _close_sources = _closing._close_sources
+    _release = _closing._release
+    _release_if_last = _closing._release_if_last
+    _retire_after_fork = _closing._retire_after_fork
 
     def __init__(
         self,
@@ -173,8 +158,8 @@ class Poller:
         Raises :class:`~portaio.AlreadyRegistered` if the fd is already
         registered, :class:`~portaio.Unsupported` for a mode the backend cannot
         honour, :class:`OSError` (``EBADF``) for a closed fd.  A registered
-        number closed without :meth:`unregister` and now naming another file
-        is no longer registered: the new file replaces the stale registration.
+        number closed without :meth:`unregister` and now naming another file is
+        no longer registered: the new file replaces the stale registration.
         """
         fd = fd_of(fileobj, self.name)
         interest = self._check_events(fd, events)
@@ -191,10 +176,10 @@ class Poller:
                 identity = self._backend.add(fd, interest, reg.token)
             except AlwaysReady as err:
                 self._unbind(reg)
-                self._drop(stale)  # the number names a regular file now: a new file
+                self._drop_stale(stale)  # the number names a regular file now: a new file
                 if not self._emulate_files:
                     raise PermissionError(err.errno, str(err)) from None
-                reg.ident = self._identity(fd)
+                reg.ident = _register.identity(self, fd)
                 self._files.put(reg)
                 self._sources = True
                 self._interrupt()  # a waiting poll must report it now
@@ -202,15 +187,15 @@ class Poller:
                 self._unbind(reg)
                 if stale is not None and err.errno == errno.EEXIST:
                     # The kernel holds this very open file under the number.
-                    raise self._already(fd) from None
+                    raise _register.already(self, fd) from None
                 raise
             except BaseException:
                 self._unbind(reg)
                 raise
             else:
-                self._drop(stale)
+                self._drop_stale(stale)
                 if identity is None and not self._add_tells_same_file:
-                    identity = self._identity(fd)
+                    identity = _register.identity(self, fd)
                 reg.ident = identity
             self._regs[fd] = reg
             self._changed()
@@ -306,89 +291,6 @@ class Poller:
         except (TypeError, ValueError):
             return False
 
-    def close(self) -> None:
-        """Release the kernel object and every fd the poller created.  Idempotent.
-
-        A :meth:`poll` blocked in another thread raises :class:`PollerClosed`
-        promptly; the fds are released as soon as it has left the kernel.
-        """
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            try:
-                self._close_sources()
-            finally:
-                self._regs.clear()
-                self._cache.clear()
-                self._files.clear()
-                if self._waiting:
-                    # Closing the fds under a waiting thread could swallow the
-                    # wake-up and leave it blocked for good: wake it, and the
-                    # last waiter out releases them (or we do, if it left already).
-                    self._close_pending = True
-                    self._waker.post()
-                if not self._waiting:
-                    self._close_pending = False
-                    self._release()
-
-    def add_timer(self, delay: float, interval: float | None = None, data: Any = None) -> Timer:
-        """Start a timer: first expiry *delay* seconds from now, then every *interval* if given.
-
-        Expirations come from :meth:`poll` as ``Event(fd=-1, events=TIMER,
-        data=data, times=n)``, *n* counting the expirations since the last
-        report.  Deadlines follow the monotonic clock and are never reported
-        early; a repeating timer's *k*-th deadline is ``start + delay + k *
-        interval`` (no drift).  Safe from any thread.  Returns the
-        :class:`~portaio.Timer` handle (``cancel()``, ``rearm()``).
-        """
-        delay = check_delay(delay, "delay", self.name)
-        if interval is not None:
-            interval = check_delay(interval, "interval", self.name, positive=True)
-        with self._lock:
-            self._check_open()
-            queue = self._timer_queue
-            if queue is None:
-                queue = self._timer_queue = TimerQueue(self)
-            timer, earliest = queue.add(delay, interval, data)
-            self._sources = True
-        if earliest:
-            self._timers_changed()
-        return timer
-
-    def add_signal(self, signum: int, data: Any = None) -> SignalWatch:
-        """Report deliveries of signal *signum* from :meth:`poll`.
-
-        Each report is ``Event(fd=-1, events=SIGNAL, data=data, times=n,
-        signum=signum)``; deliveries arriving together coalesce into one event
-        with their count.  While watched, the signal's Python handler does not
-        run (portaio installs its own); :meth:`SignalWatch.remove` or
-        :meth:`close` restores the previous handler and signal mask.  Call it
-        from the main thread (``ValueError`` elsewhere, on every backend).
-        One watch per signal per poller (:class:`~portaio.AlreadyRegistered`).
-        """
-        signum = _signals.check_signum(signum, self.name)
-        _signals.require_main_thread(self.name, "add_signal()")
-        with self._lock:
-            self._check_open()
-            state = self._signal_state
-            if state is None:
-                state = self._signal_state = PollerSignals()
-            watch = SignalWatch(self, signum, data)
-            state.add(watch, self.name)
-            try:
-                _signals.install_handler(self, signum)
-                try:
-                    self._signals.watch(signum)
-                except BaseException:
-                    _signals.restore_handler(self, signum)
-                    raise
-            except BaseException:
-                state.discard(signum)
-                watch._poller = None
-                raise
-        return watch
-
     def wake(self) -> None:
         """Make the current or next :meth:`poll` return ``Event(fd=-1, events=WAKE, data=None)``.
 
@@ -421,50 +323,6 @@ class Poller:
         return f"<portaio.Poller backend={self.name} {state}>"
 
     # ------------------------------------------------------- the table
-    def _already(self, fd: int) -> AlreadyRegistered:
-        return AlreadyRegistered(f"portaio[{self.name}]: fd {fd} is already registered")
-
-    def _identity(self, fd: int) -> tuple[int, int] | None:
-        try:
-            return file_identity(fd, self.name)
-        except OSError:  # closed meanwhile by another thread: nothing to compare later
-            return None
-
-    def _stale(self, old: _Reg) -> _Reg | None:
-        """*old* holds a number asked for again: raise AlreadyRegistered unless provably stale.
-
-        DESIGN item 6: a number closed without unregister may name a new file
-        now.  Where the file's identity was recorded, compare (OSError EBADF
-        if the number is closed): a new file replaces *old* at once, and None
-        is returned.  Where it was not (epoll), the kernel tells: *old* is
-        returned, the caller's add says EEXIST for the same open file and
-        succeeds for a new one, and only then is *old* dropped.
-        """
-        if old.ident is None and old.fd not in self._files:
-            return old
-        if file_identity(old.fd, self.name) == old.ident:
-            raise self._already(old.fd)
-        if not self._files.discard(old.fd):
-            # poll and select keep their sets by number, kqueue's knotes went
-            # with the close: the delete reaches the old entry only.
-            self._backend.remove(old.fd, old.events, old.token)
-        self._drop(old)
-        return None
-
-    def _drop(self, stale: _Reg | None) -> None:
-        """Forget a registration whose number a new file has taken (under the lock).
-
-        Nothing asks the kernel: epoll dropped its entry with the old file, or
-        keeps it for a file still open elsewhere under that file's own key, so
-        a delete by number would reach the new file instead.  An event still
-        queued for it carries its token, unknown from now on: dropped.
-        """
-        if stale is None:
-            return
-        del self._regs[stale.fd]
-        self._unbind(stale)
-        self._forget(stale)
-
     def _new_token(self) -> int:
         # Never a live token: after 2**32 allocations the counter wraps and
         # skips the tokens still in use (the kernel may still report them).
@@ -525,146 +383,3 @@ class Poller:
                 if reg.view.fileobj is fileobj:
                     return reg.fd
             raise
-
-    # ------------------------------------------------- timers and signals
-    def _timers_changed(self) -> None:
-        """The earliest deadline moved earlier: re-arm the native timer, or wake a waiter."""
-        with self._lock:
-            self._sources = True
-            self._sync_timer()
-            queue = self._timer_queue
-            armed = self._timer_native and queue is not None and queue.next_deadline() == self._armed_deadline
-        if not armed:
-            self._interrupt()
-
-    def _sync_timer(self) -> None:
-        # Arm the native timer to the earliest deadline, if any and still ahead.
-        # A timer already due is not armed (firing in the past is a costly
-        # syscall): the poll loop collects due timers before it waits.  An
-        # empty queue leaves the native timer as it was: a stray expiry is harmless.
-        queue = self._timer_queue
-        deadline = None if queue is None else queue.next_deadline()
-        if deadline is None or deadline == self._armed_deadline or deadline <= _poll_loop.monotonic():
-            return
-        self._timer_native = self._timer.arm(deadline)
-        self._armed_deadline = deadline
-
-    def _timer_fired(self) -> None:
-        self._armed_deadline = math.nan  # never equal: the next sync re-arms
-        self._sources = True
-
-    def _signal_arrived(self, signum: int, count: int, wake: bool = False) -> None:
-        """Queue *count* deliveries of *signum* (any thread, signal-safe; no lock)."""
-        state = self._signal_state
-        if state is None or self._closed:
-            return
-        state.arrivals.append((signum, count))
-        self._sources = True
-        if wake:
-            self._waker.post()
-
-    def _on_python_signal(self, signum: int) -> None:
-        self._signals.on_python_signal(signum)
-
-    def _remove_signal(self, watch: SignalWatch) -> None:
-        _signals.require_main_thread(self.name, "SignalWatch.remove()")
-        _main_thread.run_pending()
-        with self._lock:
-            if watch._poller is self:
-                self._drop_signal(watch)
-
-    def _drop_signal(self, watch: SignalWatch) -> None:
-        signum = watch.signum
-        watch._poller = None
-        state = self._signal_state
-        if state is not None:
-            state.discard(signum)
-        try:
-            self._signals.unwatch(signum)
-        finally:
-            _signals.restore_handler(self, signum)
-
-    # -------------------------------------------------------- closing
-    def _close_sources(self) -> None:
-        queue = self._timer_queue
-        if queue is not None:
-            queue.clear()
-        state = self._signal_state
-        if state is None or not state.watches:
-            return
-        if threading.current_thread() is threading.main_thread():
-            _main_thread.run_pending()
-            for watch in list(state.watches.values()):
-                self._drop_signal(watch)
-        else:
-            self._hand_over_signals(state)
-
-    def _hand_over_signals(self, state: PollerSignals) -> None:
-        """Closing outside the main thread (a finaliser, say): restore the signals there.
-
-        Handlers, Python's wakeup fd and the mask can be put back by the main
-        thread only (see ``_main_thread.py``).  This poller stops counting
-        deliveries now; its signal mechanism, with the shared sources it
-        holds open, is handed over whole and closed there, so nothing writes
-        into a number that was released before the handler stopped writing.
-        """
-        signums = list(state.watches)
-        for signum in signums:
-            state.watches[signum]._poller = None
-            state.discard(signum)
-            _signals.drop_watcher(self, signum)
-        mechanism, self._signals = self._signals, _HandedOver()
-        _main_thread.hand_over_signals(mechanism, signums)
-
-    def _release(self) -> None:
-        try:
-            self._waker.close()
-            self._timer.close()
-            self._signals.close()
-        finally:
-            try:
-                self._backend.close()
-            finally:
-                self._released = True
-                self._handlers.clear()
-                self._by_token.clear()
-                self._capacity = 0
-
-    def _release_if_last(self) -> None:
-        """A poll left the kernel after close(): the last one out releases the fds."""
-        with self._lock:
-            if self._close_pending and not self._waiting:
-                self._close_pending = False
-                self._release()
-
-    def _retire_after_fork(self) -> None:
-        """In a forked child: close this process's copies of the poller's fds, refuse further use."""
-        if self._closed:
-            return
-        self._lock = threading.RLock()  # another thread of the parent may have held it
-        self._closed = True
-        self._released = True
-        self._closed_why = (
-            " (it was created before fork(); the child must create a new Poller,"
-            " the parent's keeps working in the parent)"
-        )
-        if self._timer_queue is not None:
-            self._timer_queue.clear()
-        if self._signal_state is not None:
-            for watch in self._signal_state.watches.values():
-                watch._poller = None
-        for close in (
-            self._waker.close_after_fork,
-            self._timer.close_after_fork,
-            self._signals.close_after_fork,
-            self._backend.close_after_fork,
-        ):
-            try:
-                close()
-            except OSError:
-                pass
-        self._regs.clear()
-        self._by_token.clear()
-        self._handlers.clear()
-        self._cache.clear()
-        self._files.clear()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import selectors
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from selectors import EVENT_READ, EVENT_WRITE, SelectorKey
 from typing import Any
@@ -30,6 +31,7 @@ from .backends import backend_class
 __all__ = ["EVENT_READ", "EVENT_WRITE", "DefaultSelector", "PortaioSelector", "SelectorKey"]
 
 _VALID = EVENT_READ | EVENT_WRITE
+_ALL = sys.maxsize  # max_events: everything ready (the poller's memory follows its registrations)
 _NOT_WRITABLE = ~int(WRITABLE)
 _NOT_READABLE = ~int(READABLE)
 
@@ -218,8 +220,11 @@ class PortaioSelector(selectors.BaseSelector):
             timeout = 0.0
         try:
             # As EpollSelector: room for every registered fd in one call (the
-            # poller's default would stop at DEFAULT_MAX_EVENTS).
-            ready: list[Any] = self._poller.poll(timeout, len(self._fd_to_key) or 1)
+            # poller's default would stop at DEFAULT_MAX_EVENTS).  No count of
+            # ours: the poller bounds the wait by what its registrations can
+            # report (on kqueue, each fd's read and write filters count apart,
+            # so the number of fds would leave one of them queued).
+            ready: list[Any] = self._poller.poll(timeout, _ALL)
         except PollerClosed:
             raise self._closed_error() from None
         return ready

@@ -18,12 +18,13 @@ primitives:
 
 Keys
 ----
-``wait`` returns ``list[int]``; each key is one 64-bit unsigned integer,
+``wait`` returns a sequence of ints (a list or a tuple); each key is one
+64-bit unsigned integer,
 ``kernel_flags | token << 32``: the low 32 bits are the backend's own flag
 word (epoll's ``events``, poll's ``revents``, kqueue's merged ``PORTAIO_K_*``
 bits), the high 32 bits the token the core gave ``add``/``modify``.  The C
 waits write them into a ``uint64_t`` array (one format on every
-architecture), read back with one ``ffi.unpack``.  The core maps a key
+architecture), read back with one ``struct`` unpack (``_unpack.py``).  The core maps a key
 straight to a cached :class:`~portaio.Event` (one dict lookup); only a miss
 (new flags, an internal token, a stale token) takes the slow path, which
 calls :meth:`Backend.events_of`.  A token the core no longer knows is
@@ -50,7 +51,7 @@ in its fixed order.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar, Protocol
 
 from .._types import Capabilities
@@ -289,7 +290,7 @@ class Backend(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def wait(self, timeout: float | None, max_events: int) -> list[int]:
+    def wait(self, timeout: float | None, max_events: int) -> Sequence[int]:
         """Wait up to *timeout* seconds (None: block; 0: don't) and return keys.
 
         At most *max_events* keys (the core bounds it by the live tokens

@@ -4,8 +4,8 @@ Each registration's ``epoll_data`` holds its 32-bit token (a modify makes a
 new one).  The C wait turns every ``struct epoll_event`` into one
 ``uint64_t`` key, ``events | token << 32``, the same on every architecture
 (x86-64 packs the struct to 12 bytes, the others pad it to 16: Python never
-sees it), and one ``ffi.unpack`` makes the list the poller maps to cached
-events.
+sees it), and one ``struct`` unpack (``_unpack.py``) makes the integers the
+poller maps to cached events.
 
 Kernel facts this backend relies on:
 
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from .._flags import EDGE, ERROR, EXCLUSIVE, HANGUP, ONESHOT, PRIORITY, RDHUP, READABLE, WRITABLE
@@ -39,6 +40,7 @@ from .._signals import WakeupFdSource
 from .._types import Capabilities
 from ._base import AlwaysReady, Backend, Host, SignalMechanism, TimerMechanism, Waker
 from ._flag_maps import translate
+from ._unpack import unpacker, unpackers
 
 try:
     from .._epoll_cffi import ffi, lib
@@ -110,7 +112,7 @@ class EpollBackend(Backend):
             raise OSError(err, f"portaio[epoll]: epoll_create1: {os.strerror(err)}")
         self._epfd = epfd
         # Several threads may wait at once: each takes a buffer from the pool.
-        self._buffers: list[tuple[Any, Any, int]] = [self._buffer(_FIRST_BUFFER)]
+        self._buffers: list[tuple[Any, Any, Any, int]] = [self._buffer(_FIRST_BUFFER)]
 
     def fileno(self) -> int:
         return self._epfd
@@ -148,29 +150,32 @@ class EpollBackend(Backend):
 
     # --------------------------------------------------------------- wait
     @staticmethod
-    def _buffer(size: int) -> tuple[Any, Any, int]:
-        return ffi.new("struct epoll_event[]", size), ffi.new("uint64_t[]", size), size
+    def _buffer(size: int) -> tuple[Any, Any, Any, int]:
+        keys = ffi.new("uint64_t[]", size)
+        return ffi.new("struct epoll_event[]", size), keys, ffi.buffer(keys), size
 
-    def wait(self, timeout: float | None, max_events: int) -> list[int]:
+    def wait(self, timeout: float | None, max_events: int) -> Sequence[int]:
+        # Several threads may wait at once: each takes a buffer from the pool
+        # and puts it back (one lost to an exception is simply made again).
         buffers = self._buffers
         entry = buffers.pop() if buffers else self._buffer(_FIRST_BUFFER)
-        try:
-            if max_events > entry[2]:
-                entry = self._buffer(max(max_events, 2 * entry[2]))
-            n = lib.portaio_epoll_wait(
-                self._epfd, entry[0], entry[1], max_events, -1.0 if timeout is None else timeout
-            )
-            if n > 0:
-                return ffi.unpack(entry[1], n)
-            if n < 0:
-                err = ffi.errno
-                # EINTR: return to Python, where pending signal handlers run
-                # (and may raise); the poller then waits for the time left.
-                if err != errno.EINTR and self._epfd >= 0:
-                    raise OSError(err, f"portaio[epoll]: epoll_wait: {os.strerror(err)}")
-            return []
-        finally:
-            buffers.append(entry)
+        if max_events > entry[3]:
+            entry = self._buffer(max(max_events, 2 * entry[3]))
+        n = lib.portaio_epoll_wait(
+            self._epfd, entry[0], entry[1], max_events, -1.0 if timeout is None else timeout
+        )
+        if n > 0:
+            keys = (unpackers.get(n) or unpacker(n))(entry[2])
+            buffers.append(entry)  # only once read: another thread may take it next
+            return keys
+        buffers.append(entry)
+        if n < 0:
+            err = ffi.errno
+            # EINTR: return to Python, where pending signal handlers run
+            # (and may raise); the poller then waits for the time left.
+            if err != errno.EINTR and self._epfd >= 0:
+                raise OSError(err, f"portaio[epoll]: epoll_wait: {os.strerror(err)}")
+        return ()
 
     def events_of(self, flags: int, fd: int, interest: int) -> tuple[int, bool]:
         return translate(flags, _FROM_KERNEL), True

@@ -4,7 +4,7 @@ Each registration's filters carry its 32-bit token in ``udata`` (a modify
 makes a new one).  The C side of one wait (``portaio_kq_wait`` in
 ``csrc/portaio_kqueue.c``) merges the read and write filters of one fd into
 a single 64-bit key, ``token << 32 | PORTAIO_K_* bits``, so the fast path is
-one ``kevent`` call, one ``ffi.unpack`` and one dict lookup per fd.  The
+one ``kevent`` call, one ``struct`` unpack and one dict lookup per fd.  The
 poller's own knotes (``EVFILT_USER`` wake-up, ``EVFILT_TIMER``,
 ``EVFILT_SIGNAL``) get keys with ``PORTAIO_K_OTHER`` and their data (a
 signal's count) in the flag word.  The translation of flags, both ways, is
@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from .._types import Capabilities
 from . import _kqueue_flags as kf
 from ._base import AlwaysReady, Backend, Host, SignalMechanism, TimerMechanism, Waker
 from ._kqueue_flags import have
+from ._unpack import unpacker, unpackers
 
 LIBKQUEUE = False
 """True when the module was built against libkqueue (an emulation on Linux),
@@ -172,27 +174,29 @@ class KqueueBackend(Backend):
         slots = 1
         while slots < 2 * size:
             slots *= 2
+        keys = ffi.new("uint64_t[]", size)
         return (
             ffi.new("struct kevent[]", size),
-            ffi.new("uint64_t[]", size),
+            keys,
             ffi.new("int[]", [-1] * (size + slots)),
             slots,
             size,
+            ffi.buffer(keys),
         )
 
-    def wait(self, timeout: float | None, max_events: int) -> list[int]:
+    def wait(self, timeout: float | None, max_events: int) -> Sequence[int]:
         # Several threads may wait on one poller: each takes its own buffers.
         buffers = self._buffers
         entry = buffers.pop() if buffers else self._buffer(_FIRST_BUFFER)
         try:
             if max_events > entry[4]:
                 entry = self._buffer(max(max_events, 2 * entry[4]))
-            events, keys, scratch, slots, _ = entry
+            events, keys, scratch, slots, _, keybuf = entry
             n = lib.portaio_kq_wait(
                 self.kq, events, max_events, -1.0 if timeout is None else timeout, keys, scratch, slots
             )
             if n > 0:
-                return ffi.unpack(keys, n)
+                return (unpackers.get(n) or unpacker(n))(keybuf)
             if n < 0:
                 err = ffi.errno
                 if err != errno.EINTR and self.kq >= 0:  # EINTR: Python signal handlers run as we return
