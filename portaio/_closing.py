@@ -80,6 +80,10 @@ def _hand_over_signals(self: Poller, state: PollerSignals) -> None:
         state.discard(signum)
         _signals.drop_watcher(self, signum)
     mechanism, self._signals = self._signals, _HandedOver()
+    # Under this poller's lock, with its backend still open.  The job then
+    # never takes the lock: a main thread running it from a signal handler
+    # may hold _signals' lock, which this thread takes below.
+    mechanism.detach()
     _main_thread.hand_over_signals(mechanism, signums)
 
 
@@ -105,7 +109,6 @@ def _release(self: Poller) -> None:
         try:
             self._backend.close()
         finally:
-            self._released = True
             self._handlers.clear()
             self._by_token.clear()
             self._capacity = 0
@@ -125,7 +128,6 @@ def _retire_after_fork(self: Poller) -> None:
         return
     self._lock = threading.RLock()  # another thread of the parent may have held it
     self._closed = True
-    self._released = True
     self._closed_why = (
         " (it was created before fork(); the child must create a new Poller,"
         " the parent's keeps working in the parent)"

@@ -71,10 +71,7 @@ class PollerHost:
             return
         with poller._lock:
             try:
-                # Released: closed, its backend with it (a signal mechanism
-                # handed to the main thread frees its sources later).
-                if not poller._released:
-                    poller._backend.remove(fd, _READABLE, token)
+                poller._backend.remove(fd, _READABLE, token)
             finally:
                 self.drop_token(token)
             poller._changed()

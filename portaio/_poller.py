@@ -110,7 +110,6 @@ class Poller:
         self._wake_pending = False
         self._wake_ready = False
         self._per_token = cls.records_per_token
-        self._released = False  # the fds are closed: mechanisms must not reach the backend
         self._backend = cls()
         self._wait = self._backend.wait
         self._oneshot_in_kernel = cls.oneshot_in_kernel

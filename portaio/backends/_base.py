@@ -206,6 +206,17 @@ class SignalMechanism(abc.ABC):
     def close(self) -> None:
         """Stop every watch and release shared sources (the poller closes)."""
 
+    def detach(self) -> None:
+        """The poller closes outside the main thread: let go of it now (its lock is held).
+
+        Stop using the poller's own kernel object (unwatch the fds, delete
+        the filters, drop the tokens it gave); keep what is process-wide (the
+        mask, shared sources, Python's wakeup fd) for :meth:`unwatch` and
+        :meth:`close`, which the main thread calls later, without the poller's
+        lock (see ``portaio/_main_thread.py``).  Default: nothing to let go.
+        """
+        return None
+
     def close_after_fork(self) -> None:
         """In a forked child: forget watches, touch nothing shared (``_signals`` resets the rest)."""
         return None
