@@ -17,6 +17,8 @@ def cffi_modules() -> list[str]:
     modules = []
     if sys.platform.startswith("linux"):
         modules.append("build_ffi.py:epoll_ffi")
+    if sys.platform == "win32":
+        modules.append("build_ffi.py:afd_ffi")
     flags, why = kqueue_build_flags()
     if flags is not None:
         modules.append("build_ffi.py:kqueue_ffi")

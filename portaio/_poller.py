@@ -179,6 +179,7 @@ class Poller:
                 if not self._emulate_files:
                     raise PermissionError(err.errno, str(err)) from None
                 reg.ident = _register.identity(self, fd)
+                reg.always = err.ready
                 self._files.put(reg)
                 self._sources = True
                 self._interrupt()  # a waiting poll must report it now
@@ -212,6 +213,7 @@ class Poller:
             reg = _Reg(fd, fileobj, interest, data, self._new_token())
             reg.ident = old.ident
             if fd in self._files:
+                reg.always = old.always
                 self._files.put(reg)
                 self._sources = True
                 self._interrupt()
@@ -219,6 +221,17 @@ class Poller:
                 self._bind(reg)  # before the kernel: see register()
                 try:
                     self._backend.modify(fd, old.events, old.token, interest, reg.token)
+                except AlwaysReady as err:
+                    # The backend left the old registration; the file can
+                    # only be always ready now (a pipe whose reader is gone).
+                    self._unbind(reg)
+                    if not self._emulate_files:
+                        raise PermissionError(err.errno, str(err)) from None
+                    self._backend.remove(fd, old.events, old.token)
+                    reg.always = err.ready
+                    self._files.put(reg)
+                    self._sources = True
+                    self._interrupt()
                 except BaseException:
                     self._unbind(reg)
                     raise

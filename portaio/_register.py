@@ -39,7 +39,7 @@ __all__ = ["_Reg", "already", "identity"]
 class _Reg:
     """The private record of one registration: the public view plus bookkeeping."""
 
-    __slots__ = ("armed", "data", "events", "fd", "ident", "keys", "token", "view")
+    __slots__ = ("always", "armed", "data", "events", "fd", "ident", "keys", "token", "view")
 
     def __init__(self, fd: int, fileobj: Any, events: int, data: Any, token: int) -> None:
         self.fd = fd
@@ -48,6 +48,7 @@ class _Reg:
         self.token = token
         self.armed = True  # False once a ONESHOT (or EDGE always-ready file) was reported
         self.keys: list[int] = []  # the cache keys of its events, dropped with it
+        self.always = 0x3  # what it reports while always ready (AlwaysReady.ready)
         # The file's (st_dev, st_ino) at register, to tell a new file under a
         # reused number; None where the kernel's add tells (epoll).
         self.ident: tuple[int, int] | None = None
@@ -63,9 +64,11 @@ def _stale(self: Poller, old: _Reg) -> _Reg | None:
     the caller's add says ``EEXIST`` for the same open file and succeeds for
     a new one, and only then is *old* dropped.
     """
-    if old.ident is None and old.fd not in self._files:
+    if old.ident is None and old.fd not in self._files and self._add_tells_same_file:
         return old
-    if file_identity(old.fd, self.name) == old.ident:
+    now = file_identity(old.fd, self.name)
+    if now is None or now == old.ident:
+        # The same file, or no way to tell (a socket on Windows): the error.
         raise already(self, old.fd)
     if not self._files.discard(old.fd):
         # poll and select keep their sets by number, kqueue's knotes went

@@ -20,6 +20,8 @@ from __future__ import annotations
 import collections
 import os
 import signal
+import socket
+import sys
 import threading
 import warnings
 import weakref
@@ -52,7 +54,7 @@ def check_signum(signum: Any, backend: str) -> int:
     number: int = int(signum)
     if number not in signal.valid_signals():
         raise ValueError(f"portaio[{backend}]: {signum} is not a valid signal number")
-    if number in (signal.SIGKILL, signal.SIGSTOP):
+    if sys.platform != "win32" and number in (signal.SIGKILL, signal.SIGSTOP):
         raise ValueError(f"portaio[{backend}]: {signal.Signals(number).name} cannot be caught")
     return number
 
@@ -133,18 +135,42 @@ class WakeupFdSource(SignalSource):
     """
 
     def __init__(self) -> None:
-        r, w = os.pipe()
-        os.set_blocking(r, False)
-        os.set_blocking(w, False)
-        self.fd, self._w = r, w
-        self._previous = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        if sys.platform == "win32":
+            # Windows' set_wakeup_fd takes a non-blocking socket, not a pipe.
+            r, w = socket.socketpair()
+            r.setblocking(False)
+            w.setblocking(False)
+            self._sockets: tuple[socket.socket, socket.socket] | None = (r, w)
+            self.fd, self._w = r.fileno(), w.fileno()
+        else:
+            self._sockets = None
+            self.fd, self._w = os.pipe()
+            os.set_blocking(self.fd, False)
+            os.set_blocking(self._w, False)
+        self._previous = signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
+
+    def _read(self) -> bytes:
+        if self._sockets is not None:
+            return self._sockets[0].recv(4096)
+        return os.read(self.fd, 4096)
+
+    def _forward(self, chunk: bytes) -> None:
+        if self._sockets is not None:
+            # On Windows the previous wakeup fd is a socket too.
+            previous = socket.socket(fileno=self._previous)
+            try:
+                previous.send(chunk)
+            finally:
+                previous.detach()
+        else:
+            os.write(self._previous, chunk)
 
     def drain(self) -> dict[int, int]:
         counts: dict[int, int] = {}
         chunks = []
         try:
             while True:
-                chunk = os.read(self.fd, 4096)
+                chunk = self._read()
                 if not chunk:
                     break
                 chunks.append(chunk)
@@ -155,7 +181,7 @@ class WakeupFdSource(SignalSource):
                 counts[signum] = counts.get(signum, 0) + 1
             if self._previous >= 0:
                 try:
-                    os.write(self._previous, chunk)
+                    self._forward(chunk)
                 except OSError:
                     pass
         return counts
@@ -179,6 +205,10 @@ class WakeupFdSource(SignalSource):
         self._close_fds()
 
     def _close_fds(self) -> None:
+        if self._sockets is not None:
+            for sock in self._sockets:
+                sock.close()
+            return
         for fd in (self.fd, self._w):
             try:
                 os.close(fd)

@@ -88,13 +88,21 @@ def make_key(flags: int, token: int) -> int:
 
 
 class AlwaysReady(OSError):
-    """Raised by :meth:`Backend.add` for a file the kernel refuses because it never blocks.
+    """Raised by :meth:`Backend.add` (or ``modify``) for a file whose readiness can never change.
 
     Regular files, directories and ``/dev/null`` on epoll (``EPERM``), regular
-    files on kqueue.  The core then reports the file readable and writable on
-    every poll, as ``poll(2)`` does, without the kernel.  Construct it as the
+    files on kqueue: the core then reports the file readable and writable on
+    every poll, as ``poll(2)`` does, without the kernel.  kqueue also raises it
+    for a pipe whose reader is gone, where FreeBSD and OpenBSD refuse the
+    write filter (``EPIPE``, older NetBSD ``EBADF``): *ready* is then
+    ``WRITABLE | ERROR``, what epoll reports for it.  Construct it as the
     ``OSError`` it replaces (errno, message naming the fd and backend).
     """
+
+    def __init__(self, err: int, message: str, ready: int = 0x3) -> None:
+        super().__init__(err, message)
+        self.ready = ready
+        """What the core reports, masked by the interest (HANGUP, ERROR always); default READABLE|WRITABLE."""
 
 
 class Host(Protocol):

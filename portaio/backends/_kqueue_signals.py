@@ -16,7 +16,11 @@ it blocked once no kqueue poller of the process watches the signal.
 from __future__ import annotations
 
 import signal
+import sys
 from typing import TYPE_CHECKING
+
+if sys.platform == "win32":  # pragma: no cover - never imported there
+    raise ImportError("portaio: kqueue signals are POSIX, not Windows")
 
 from .._signals import WakeupFdSource
 from . import _kqueue_flags as kf

@@ -57,7 +57,7 @@ class UserspaceBackend(Backend):
         raise NotImplementedError
 
     # ------------------------------------------------------------ control
-    def add(self, fd: int, events: int, token: int) -> FileIdentity:
+    def add(self, fd: int, events: int, token: int) -> FileIdentity | None:
         identity = file_identity(fd, self.name)  # EBADF named, as epoll's add would say
         with self._set_lock:
             self._kernel_watch(fd, events, fd not in self._watched)

@@ -14,11 +14,15 @@ import argparse
 import select
 import selectors
 import socket
+import sys
 from collections.abc import Sequence
 
 import portaio
 
 from ._util import best_of, print_table
+
+if sys.platform == "win32":  # pragma: no cover
+    raise ImportError("portaio bench dispatch is POSIX-only")
 
 __all__ = ["main", "measure"]
 

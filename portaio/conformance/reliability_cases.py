@@ -9,8 +9,8 @@ the selectors drop-in); the races and long runs are in the repository's
 from __future__ import annotations
 
 import os
-import resource
 import selectors
+import sys
 import time
 
 import pytest
@@ -89,6 +89,10 @@ def test_huge_max_events_is_bounded_by_what_can_be_ready(
 # ------------------------------------------------- 6. select() returns every fd
 def _raise_fd_limit(needed: int) -> tuple[int, int] | None:
     """Lift the soft fd limit to *needed* (restore with the tuple returned), or skip."""
+    if sys.platform == "win32":  # sockets are handles: no fd limit to lift
+        return None
+    import resource
+
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft >= needed:
         return None
@@ -117,7 +121,9 @@ def test_selector_select_returns_every_ready_fd(backend: str, fds: Closer) -> No
             sel.close()
             fds.close()
     finally:
-        if restore is not None:
+        if restore is not None and sys.platform != "win32":
+            import resource
+
             resource.setrlimit(resource.RLIMIT_NOFILE, restore)
 
 
