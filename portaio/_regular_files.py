@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ._flags import ALWAYS_REPORTED, EDGE, ONESHOT
 
 if TYPE_CHECKING:
-    from ._poller import _Reg
+    from ._register import _Reg
 
 __all__ = ["AlwaysReadyFiles", "is_regular_file"]
 

@@ -125,17 +125,32 @@ def check_fd_open(fd: int, backend: str) -> None:
     On Windows, where portaio watches sockets only, a handle that is open but
     not a socket (a file, pipe or console fd) raises :class:`~portaio.Unsupported`.
     """
+    file_identity(fd, backend)
+
+
+def file_identity(fd: int, backend: str) -> tuple[int, int] | None:
+    """``(st_dev, st_ino)`` of the open file *fd* names; ``OSError(EBADF)`` naming both if closed.
+
+    Numbers naming the same open file (a dup, or the same file put back
+    under its number) have the same identity; a new pipe or socket under a
+    reused number has another.  Two opens of one path share it too, and an
+    inode freed (its file deleted and closed) may be given to a new file: an
+    equal identity may be another open of the same inode, never a different
+    file that is still open.  None on Windows (a socket has no such
+    identity), after checking it is an open socket.
+    """
     if sys.platform == "win32":
         _check_socket_open(fd, backend)
-        return
+        return None
     try:
-        os.fstat(fd)
+        st = os.fstat(fd)
     except OSError as err:
         if err.errno == errno.EBADF:
             raise OSError(
                 errno.EBADF, f"portaio[{backend}]: fd {fd} is not an open file descriptor"
             ) from None
         raise
+    return st.st_dev, st.st_ino
 
 
 def _check_socket_open(fd: int, backend: str) -> None:

@@ -7,7 +7,9 @@ and those fds are close-on-exec.
 
 from __future__ import annotations
 
+import errno
 import os
+import pathlib
 import socket
 import sys
 
@@ -81,13 +83,72 @@ def test_closed_fd_number_reused_after_unregister(poller: portaio.Poller, fds: C
     assert [(e.fd, e.events, e.data) for e in poller.poll(1.0)] == [(number, portaio.READABLE, "new")]
 
 
-def test_reused_number_still_registered_is_already_registered(poller: portaio.Poller, fds: Closer) -> None:
+_POSIX_FDS = pytest.mark.skipif(
+    sys.platform == "win32", reason="needs pipes, files and dup2() onto fds: Windows sockets are handles"
+)
+
+
+def test_reused_number_replaces_the_stale_registration_once(poller: portaio.Poller, fds: Closer) -> None:
+    # DESIGN item 6 (issue 11 item 8): the new file replaces the stale
+    # registration; from then on the number is registered, as any other.
     r, _ = reuse_closed_number(poller, fds)
-    with pytest.raises(portaio.AlreadyRegistered, match=f"fd {r}"):
-        poller.register(r, portaio.READABLE, "new")
-    poller.unregister(r)
     poller.register(r, portaio.WRITABLE, "new")
     assert [(e.fd, e.data) for e in poller.poll(0)] == [(r, "new")]
+    with pytest.raises(portaio.AlreadyRegistered, match=rf"{poller.backend}.*fd {r}"):
+        poller.register(r, portaio.READABLE, "again")
+    assert poller.unregister(r).data == "new"
+    with pytest.raises(portaio.NotRegistered):
+        poller.unregister(r)
+
+
+@_POSIX_FDS
+def test_registered_number_closed_and_not_reused_is_ebadf(poller: portaio.Poller, fds: Closer) -> None:
+    r, w = os.pipe()
+    fds.add(w)
+    poller.register(r, portaio.READABLE, "old")
+    os.close(r)
+    with pytest.raises(OSError, match=rf"{poller.backend}.*fd {r}") as info:
+        poller.register(r, portaio.READABLE, "new")
+    assert info.value.errno == errno.EBADF
+    assert poller.unregister(r).data == "old"  # quiet, as for any closed fd
+
+
+@_POSIX_FDS
+def test_reused_number_while_a_dup_holds_the_old_file(poller: portaio.Poller, fds: Closer) -> None:
+    # epoll keeps the old file's entry (keyed by that file) while the dup
+    # holds it open: what it reports carries a token no longer known.
+    a, b = fds.socketpair()
+    number = a.fileno()
+    poller.register(number, portaio.READABLE, "old")
+    keep = fds.add(os.dup(number))
+    c, d = fds.socketpair()
+    assert os.dup2(c.fileno(), number) == number  # closes the old file's number, not the file
+    poller.register(number, portaio.READABLE, "new")
+    b.send(b"old file")
+    assert poller.poll(0.02) == []  # never reported under the new registration
+    d.send(b"new file")
+    assert poller.poll(1.0) == [portaio.Event(number, portaio.READABLE, "new")]
+    assert os.read(keep, 100) == b"old file"
+
+
+@_POSIX_FDS
+def test_reused_number_of_an_always_ready_file(
+    poller: portaio.Poller, fds: Closer, tmp_path: pathlib.Path
+) -> None:
+    # A regular file (reported ready by the poller itself on epoll and kqueue)
+    # closed without unregister, its number taken by a socket, and back.
+    number = fds.add(os.open(tmp_path / "file", os.O_RDWR | os.O_CREAT))
+    poller.register(number, portaio.READABLE, "file")
+    c, d = fds.socketpair()
+    assert os.dup2(c.fileno(), number) == number
+    poller.register(number, portaio.READABLE, "socket")
+    assert poller.poll(0) == []
+    d.send(b"x")
+    assert poller.poll(1.0) == [portaio.Event(number, portaio.READABLE, "socket")]
+    other = fds.add(os.open(tmp_path / "other", os.O_RDWR | os.O_CREAT))
+    assert os.dup2(other, number) == number
+    poller.register(number, portaio.READABLE, "other file")
+    assert poller.poll(0) == [portaio.Event(number, portaio.READABLE, "other file")]
 
 
 def test_dup_of_closed_fd_produces_no_events(poller: portaio.Poller, fds: Closer) -> None:

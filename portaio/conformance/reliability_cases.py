@@ -3,8 +3,7 @@
 Each case pins one item of the issue "races, wrap-arounds and drop-in
 deviations" where the behaviour is the contract (DESIGN items 6, 18, 19 and
 the selectors drop-in); the races and long runs are in the repository's
-``tests/reliability/``.  A case the current core does not satisfy yet is a
-strict expected failure naming its item, so it turns red the day it passes.
+``tests/reliability/``.  Each failed before its fix.
 """
 
 from __future__ import annotations
@@ -21,10 +20,6 @@ from portaio.conformance.plugin import Closer, is_open, reuse_closed_number
 from portaio.selectors import PortaioSelector
 
 _now = time.monotonic
-
-
-def _pending(request: pytest.FixtureRequest, condition: bool, item: int, why: str) -> None:
-    request.applymarker(pytest.mark.xfail(condition, reason=f"issue 11 item {item}: {why}", strict=True))
 
 
 # ----------------------------------------------------- 1. tiny repeating intervals
@@ -77,7 +72,7 @@ def test_intervals_near_the_floor_never_hang_poll(
 # ----------------------------------------------------------- 5. huge max_events
 @pytest.mark.parametrize("max_events", [10**9, 2**31, 2**63])
 def test_huge_max_events_is_bounded_by_what_can_be_ready(
-    poller: portaio.Poller, fds: Closer, request: pytest.FixtureRequest, max_events: int
+    poller: portaio.Poller, fds: Closer, max_events: int
 ) -> None:
     # epoll and kqueue sized their buffer by the argument: EINVAL from the
     # kernel, MemoryError, OverflowError, where poll and select return normally.
@@ -159,12 +154,11 @@ def test_selector_fileno_exists_only_where_the_standard_class_has_one(backend: s
 
 # --------------------------------- 8. a closed-without-unregister number reused
 def test_number_of_a_closed_unregistered_fd_can_be_registered_again(
-    poller: portaio.Poller, fds: Closer, request: pytest.FixtureRequest
+    poller: portaio.Poller, fds: Closer
 ) -> None:
     # DESIGN item 6: the old file is provably gone (epoll accepts the ADD;
     # poll/select compare the file's identity recorded at register time), so
     # the stale registration is replaced, not an AlreadyRegistered.
-    _pending(request, True, 8, "fixed in the restructured core")
     number, peer = reuse_closed_number(poller, fds)
     reg = poller.register(number, portaio.READABLE, "new")
     assert reg.data == "new"

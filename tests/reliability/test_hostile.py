@@ -215,10 +215,11 @@ def test_fd_number_reused_after_close(poller: portaio.Poller, fds: Closer) -> No
     r, w = os.pipe()  # takes the lowest free number: the one just closed
     try:
         assert r == fd
-        with pytest.raises(portaio.AlreadyRegistered):
-            poller.register(r, READABLE, "new")
-        poller.unregister(r)
-        poller.register(r, READABLE, "new")
+        # The old file is gone (DESIGN item 6): the new one replaces its
+        # stale registration, no unregister needed (issue 11 item 8).
+        assert poller.register(r, READABLE, "new").data == "new"
+        assert [reg.data for reg in poller.registrations()] == ["new"]
+        assert poller.poll(0) == []
         os.write(w, b"x")
         assert [(e.fd, e.data) for e in poller.poll(1.0)] == [(r, "new")]
     finally:
