@@ -81,10 +81,17 @@ _SELECT = dataclasses.replace(
 
 PINNED: dict[tuple[str, str], portaio.Capabilities] = {
     ("linux", "epoll"): _EPOLL,
-    ("linux", "kqueue"): dataclasses.replace(_KQUEUE, priority=False),  # libkqueue
+    # libkqueue: no EVFILT_EXCEPT; its EVFILT_SIGNAL (a signalfd) misses a signal
+    # taken by a thread not blocking it, so Python's wakeup fd is watched too.
+    ("linux", "kqueue"): dataclasses.replace(
+        _KQUEUE, priority=False, native_signals="EVFILT_SIGNAL and signal.set_wakeup_fd"
+    ),
     ("linux", "poll"): _POLL,
     ("linux", "select"): _SELECT,
-    ("darwin", "kqueue"): _KQUEUE,
+    # xnu's EVFILT_SIGNAL never sees a pthread_kill() (kern_sig.c), and beside
+    # Python's handler would count a process-directed signal twice: the
+    # wakeup fd alone counts signals on macOS.
+    ("darwin", "kqueue"): dataclasses.replace(_KQUEUE, native_signals="signal.set_wakeup_fd"),
     ("darwin", "poll"): dataclasses.replace(_POLL, rdhup=False),
     ("darwin", "select"): dataclasses.replace(_SELECT, rdhup=False),
     ("freebsd", "kqueue"): dataclasses.replace(_KQUEUE, priority=False),

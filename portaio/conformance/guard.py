@@ -174,6 +174,22 @@ def pytest_configure(config: Any) -> None:
 _FAILED = pytest.StashKey[bool]()
 
 
+def pytest_sessionstart(session: Any) -> None:
+    """On libkqueue, make its process-wide fds before any test counts fds.
+
+    libkqueue opens an epoll fd and an eventfd of its own (its monitoring
+    thread's) with the first kqueue of a process and keeps them for good:
+    without this, whichever test makes the first kqueue would be blamed for two
+    "leaked" fds that belong to the library, not to that test or to portaio.
+    """
+    from .libkqueue import _is_libkqueue
+
+    if _is_libkqueue():
+        import portaio
+
+        portaio.Poller("kqueue").close()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Remember that a test failed (its setup or call): see :func:`compare`."""
