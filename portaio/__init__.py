@@ -33,7 +33,7 @@ from ._flags import (
 )
 from ._poller import DEFAULT_MAX_EVENTS, TIMEOUT_MAX, Poller
 from ._signals import SignalWatch
-from ._timers import TIMER_MAX, Timer
+from ._timers import TIMER_MAX, TIMER_MIN_INTERVAL, Timer
 from ._types import Capabilities, Event, Registration
 from .backends import BACKEND_NAMES, available_backends, backend_class, default_backend, unavailable_reasons
 
@@ -54,6 +54,7 @@ __all__ = [
     "TIMEOUT_MAX",
     "TIMER",
     "TIMER_MAX",
+    "TIMER_MIN_INTERVAL",
     "WAKE",
     "WRITABLE",
     "AlreadyRegistered",

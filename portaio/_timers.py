@@ -24,10 +24,22 @@ from ._types import Event
 if TYPE_CHECKING:
     from ._poller import Poller
 
-__all__ = ["TIMER_MAX", "Timer", "TimerQueue"]
+__all__ = ["TIMER_MAX", "TIMER_MIN_INTERVAL", "Timer", "TimerQueue"]
 
 TIMER_MAX = 1e9
 """The largest delay or interval accepted, in seconds (about 31 years)."""
+
+TIMER_MIN_INTERVAL = 1e-6
+"""The smallest interval of a repeating timer, in seconds (one microsecond), on every backend.
+
+Why a floor: deadlines are floats on the monotonic clock, whose spacing
+near 1e9 s (31 years of uptime) is about 1.2e-7 s.  An interval
+below that spacing cannot move a deadline (``start + k * interval`` rounds
+to the same float for many *k*), so the next deadline could never pass
+the present and ``poll()`` would spin for ever; one microsecond keeps
+consecutive deadlines distinct floats everywhere.  Expirations more
+frequent than the program polls are counted in ``times`` anyway.
+"""
 
 _monotonic = time.monotonic
 _TIMER = int(TIMER)
@@ -47,6 +59,11 @@ def check_delay(value: Any, what: str, backend: str, positive: bool = False) -> 
         raise ValueError(f"portaio[{backend}]: timer {what} {seconds} must be {need}")
     if seconds > TIMER_MAX:
         raise OverflowError(f"portaio[{backend}]: timer {what} {seconds} exceeds TIMER_MAX ({TIMER_MAX:g} s)")
+    if positive and seconds < TIMER_MIN_INTERVAL:
+        raise ValueError(
+            f"portaio[{backend}]: timer {what} {seconds!r} is below TIMER_MIN_INTERVAL, "
+            f"the smallest interval honoured ({TIMER_MIN_INTERVAL:g} s)"
+        )
     return seconds
 
 
@@ -223,6 +240,10 @@ class TimerQueue:
                 first = timer._start + timer._first
                 due = max(int((now - first) // interval) + 1, index + 1)
                 # Float rounding near a grid point: trust the deadlines themselves.
+                # Both loops end within a step or two: the estimate is off by
+                # rounding only, and interval >= TIMER_MIN_INTERVAL (above the
+                # clock's float spacing) makes consecutive deadlines distinct
+                # floats.  A smaller interval could hang here (1e-100 did).
                 while due > index + 1 and timer._deadline(due - 1) > now:
                     due -= 1
                 while timer._deadline(due) <= now:

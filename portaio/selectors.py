@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import errno
 import selectors
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from selectors import EVENT_READ, EVENT_WRITE, SelectorKey
 from typing import Any
 
@@ -122,14 +122,27 @@ class PortaioSelector(selectors.BaseSelector):
         self._fd_to_key: dict[int, SelectorKey] = {}
         self._map: _SelectorMapping | None = _SelectorMapping(self)
         self._kernel_refuses_files = type(poller)._kernel_refuses is not Poller._kernel_refuses
+        self._has_fileno = poller.fileno() >= 0  # a kernel object (epoll, kqueue), not poll/select
 
     @property
     def backend(self) -> str:
         """The name of the poller's backend."""
         return self._poller.name
 
-    def fileno(self) -> int:
-        """The kernel object's fd (epoll, kqueue), or -1 for poll and select."""
+    @property
+    def fileno(self) -> Callable[[], int]:
+        """``fileno()``: the kernel object's fd, on epoll and kqueue only.
+
+        As the standard classes of the same mechanism: ``EpollSelector`` and
+        ``KqueueSelector`` have ``fileno()``, ``PollSelector`` and
+        ``SelectSelector`` have no such attribute, so code that tests
+        ``hasattr(sel, "fileno")`` never gets a bogus fd from poll or select.
+        """
+        if not self._has_fileno:
+            raise AttributeError(f"'PortaioSelector' on {self._poller.name} has no attribute 'fileno'")
+        return self._kernel_fileno
+
+    def _kernel_fileno(self) -> int:
         return self._poller._backend_fileno()
 
     def _fileobj_lookup(self, fileobj: Any) -> int:
@@ -224,7 +237,9 @@ class PortaioSelector(selectors.BaseSelector):
         if timeout is not None and timeout <= 0:
             timeout = 0.0
         try:
-            ready: list[Any] = self._poller.poll(timeout)
+            # As EpollSelector: room for every registered fd in one call (the
+            # poller's default would stop at DEFAULT_MAX_EVENTS).
+            ready: list[Any] = self._poller.poll(timeout, len(self._fd_to_key) or 1)
         except PollerClosed:
             raise self._closed_error() from None
         return ready
