@@ -164,6 +164,16 @@ def _start(*args: str) -> tuple[subprocess.Popen[str], int]:
     return proc, int(match.group(1))
 
 
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """Kill *proc* if it still runs, and close its pipes (PyPy never closes them for us)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_command_prints_address_and_stops_on_signal(backend: str, sig: int) -> None:
     proc, port = _start("--backend", backend)
@@ -172,9 +182,7 @@ def test_command_prints_address_and_stops_on_signal(backend: str, sig: int) -> N
         proc.send_signal(sig)
         assert proc.wait(10) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
 
 
 @pytest.mark.parametrize("mode", ["reuseport", "exclusive"])
@@ -187,6 +195,4 @@ def test_workers(mode: str) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _stop(proc)

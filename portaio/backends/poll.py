@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import select
 import sys
 import threading
@@ -65,9 +66,10 @@ class PollBackend(UserspaceBackend):
     def _kernel_wait(self, timeout: float | None) -> list[Any]:
         if sys.platform == "win32":
             raise OSError(f"portaio[poll]: {UNAVAILABLE}")
-        # select.poll rounds a fractional millisecond up and retries EINTR
-        # with the remaining time (PEP 475), running signal handlers.
-        ms = None if timeout is None else timeout * 1000.0
+        # Whole milliseconds, rounded up here: CPython's select.poll rounds a
+        # fraction up, PyPy's truncates it (0.5 ms became a 0 ms spin).  It
+        # retries EINTR with the remaining time (PEP 475), running handlers.
+        ms = None if timeout is None else math.ceil(timeout * 1000.0)
         if self._pollobj_lock.acquire(blocking=False):
             try:
                 return self._pollobj.poll(ms)

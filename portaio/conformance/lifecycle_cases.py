@@ -346,7 +346,8 @@ def test_fd_closed_behind_the_pollers_back_does_not_hide_the_others(
     poller: portaio.Poller, fds: Closer
 ) -> None:
     """Moved from the hostile-input tests: the closed one is dropped, the ready one still reported."""
-    a, _ = socket.socketpair()
+    a, b = socket.socketpair()
+    fds.add(b)  # a is closed by hand below
     c, d = fds.socketpair()
     poller.register(a, portaio.READABLE, "a")
     poller.register(c, portaio.READABLE, "c")
