@@ -12,11 +12,13 @@ libkqueue found by ``pkg-config``).
 
 from __future__ import annotations
 
+import os
+
 from cffi import FFI
 
 EPOLL_CDEF = """
-typedef union epoll_data { uint64_t u64; ...; } epoll_data_t;
-struct epoll_event { uint32_t events; epoll_data_t data; ...; };
+/* Opaque to Python: the C wait turns each record into a uint64_t key. */
+struct epoll_event { ...; };
 
 #define EPOLL_CLOEXEC ...
 #define EPOLL_CTL_ADD ...
@@ -41,8 +43,6 @@ struct epoll_event { uint32_t events; epoll_data_t data; ...; };
 #define SFD_CLOEXEC ...
 #define SFD_NONBLOCK ...
 
-struct signalfd_siginfo { uint32_t ssi_signo; ...; };
-
 int epoll_create1(int flags);
 int timerfd_create(int clockid, int flags);
 int eventfd(unsigned int initval, int flags);
@@ -54,111 +54,41 @@ int portaio_timerfd_arm(int fd, double deadline);
 /* signalfd(fd, {signums[0..n)}, flags): a new signalfd when fd is -1, else
    replace fd's mask. */
 int portaio_signalfd(int fd, const int *signums, int n, int flags);
-int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event);
+/* epoll_ctl with {events, data.u64 = token}; 0, or -1 with errno. */
+int portaio_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint32_t token);
 
 /* One wait, GIL released by cffi.  timeout < 0 blocks; otherwise seconds,
    rounded up to the nanosecond with epoll_pwait2 (Linux >= 5.11) and to the
-   millisecond with epoll_wait where the kernel lacks it. */
-int portaio_epoll_wait(int epfd, struct epoll_event *events, int maxevents, double timeout);
+   millisecond with epoll_wait where the kernel lacks it.  Writes one key per
+   event to keys: events | token << 32.  Returns the count, or -1 with errno. */
+int portaio_epoll_wait(int epfd, struct epoll_event *events, uint64_t *keys, int maxevents, double timeout);
 /* 1 once epoll_pwait2 is known to work, 0 if it is missing, -1 if not tried yet. */
 int portaio_epoll_precise(void);
 """
 
-TIMESPEC_SOURCE = r"""
-#include <math.h>
-#include <time.h>
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_CSRC = os.path.join(_HERE, "csrc")
+WARNINGS = ["-Wall", "-Wextra", "-Werror"]
+"""Every C file is compiled with these: a warning fails the build (CI included)."""
 
-/* Seconds as a timespec, rounded up to the nanosecond so a wait never ends
-   early; NULL (block) for a negative timeout. */
-static struct timespec *portaio_timespec(double timeout, struct timespec *ts)
-{
-    if (timeout < 0)
-        return NULL;
-    double whole = floor(timeout);
-    ts->tv_sec = (time_t)whole;
-    ts->tv_nsec = (long)ceil((timeout - whole) * 1e9);
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec += 1;
-        ts->tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-"""
 
-EPOLL_SOURCE = r"""
-#include <errno.h>
-#include <limits.h>
-#include <math.h>
-#include <signal.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <sys/signalfd.h>
-#include <sys/syscall.h>
-#include <sys/timerfd.h>
-#include <time.h>
-#include <unistd.h>
-
-static int portaio_pwait2_state = -1;
-
-int portaio_epoll_precise(void) { return portaio_pwait2_state; }
-
-int portaio_timerfd_arm(int fd, double deadline)
-{
-    struct itimerspec its = {{0, 0}, {0, 0}};
-    if (deadline >= 0) {
-        if (deadline > 4e15) /* far beyond any uptime; keeps time_t and the ns maths exact */
-            deadline = 4e15;
-        double whole = floor(deadline);
-        its.it_value.tv_sec = (time_t)whole;
-        its.it_value.tv_nsec = (long)ceil((deadline - whole) * 1e9) + 1;
-        if (its.it_value.tv_nsec >= 1000000000L) {
-            its.it_value.tv_sec += 1;
-            its.it_value.tv_nsec -= 1000000000L;
-        }
-        if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
-            its.it_value.tv_nsec = 1; /* zero would disarm */
-    }
-    return timerfd_settime(fd, TFD_TIMER_ABSTIME, &its, NULL);
-}
-
-int portaio_signalfd(int fd, const int *signums, int n, int flags)
-{
-    sigset_t mask;
-    sigemptyset(&mask);
-    for (int i = 0; i < n; i++)
-        sigaddset(&mask, signums[i]);
-    return signalfd(fd, &mask, flags);
-}
-
-int portaio_epoll_wait(int epfd, struct epoll_event *events, int maxevents, double timeout)
-{
-#ifdef SYS_epoll_pwait2
-    if (portaio_pwait2_state != 0) {
-        struct timespec ts, *tsp = portaio_timespec(timeout, &ts);
-        int n = (int)syscall(SYS_epoll_pwait2, epfd, events, maxevents, tsp, NULL, (size_t)0);
-        /* Old kernels say ENOSYS; some seccomp filters say EPERM for new syscalls. */
-        if (n >= 0 || (errno != ENOSYS && errno != EPERM)) {
-            portaio_pwait2_state = 1;
-            return n;
-        }
-        portaio_pwait2_state = 0;
-    }
-#endif
-    int ms = -1;
-    if (timeout >= 0) {
-        double m = ceil(timeout * 1000.0);
-        ms = m > (double)INT_MAX ? INT_MAX : (int)m;
-    }
-    return epoll_wait(epfd, events, maxevents, ms);
-}
-"""
+def c_source(name: str) -> str:
+    """The text of ``csrc/<name>``, the C compiled into a module (its includes resolve in csrc/)."""
+    with open(os.path.join(_CSRC, name), encoding="utf-8") as f:
+        return f.read()
 
 
 def epoll_ffi() -> FFI:
     """The builder of ``portaio._epoll_cffi`` (Linux)."""
     ffi = FFI()
     ffi.cdef(EPOLL_CDEF)
-    ffi.set_source("portaio._epoll_cffi", TIMESPEC_SOURCE + EPOLL_SOURCE, libraries=["m"])
+    ffi.set_source(
+        "portaio._epoll_cffi",
+        c_source("portaio_epoll.c"),
+        include_dirs=[_CSRC],
+        libraries=["m"],
+        extra_compile_args=WARNINGS,
+    )
     return ffi
 
 
@@ -223,6 +153,9 @@ struct kevent {
 #define PORTAIO_K_ERROR ...
 #define PORTAIO_K_PRIORITY ...
 #define PORTAIO_K_OTHER ...
+#define PORTAIO_K_DRAINED ...
+#define PORTAIO_K_DATA_SHIFT ...
+#define PORTAIO_K_DATA_MAX ...
 """
     + "".join(f"#define PORTAIO_HAVE_{name} ...\n#define PORTAIO_{name} ...\n" for name in _KQ_OPTIONAL)
     + """
@@ -240,13 +173,13 @@ int portaio_kq_apply(int kq, struct kevent *changes, int n, int *errors);
 /* One wait, GIL released by cffi; timeout < 0 blocks, else seconds rounded
    up to the nanosecond.  Writes one key per fd to keys (the read and write
    filters of one registration merged): token << 32 | PORTAIO_K_* bits,
-   and to datas the read filter's data (bytes left) or the first one's;
-   other filters (timers, signals, wake-ups) get their own key with
-   PORTAIO_K_OTHER and their data in datas.  scratch holds nevents + slots
-   ints (slots a power of two >= 2 * nevents).  Returns the number of keys
-   or -1 with errno. */
+   PORTAIO_K_DRAINED when the read filter says end of file with nothing left
+   to read; other filters (timers, signals, wake-ups) get their own key with
+   PORTAIO_K_OTHER and their data (clamped to PORTAIO_K_DATA_MAX) shifted by
+   PORTAIO_K_DATA_SHIFT.  scratch holds nevents + slots ints (slots a power
+   of two >= 2 * nevents).  Returns the number of keys or -1 with errno. */
 int portaio_kq_wait(int kq, struct kevent *events, int nevents, double timeout,
-                    uint64_t *keys, int64_t *datas, int *scratch, int slots);
+                    uint64_t *keys, int *scratch, int slots);
 /* EVFILT_USER: add ident (EV_CLEAR, the token in udata), or trigger it
    (with the same token: a trigger replaces udata too).
    Thread- and signal-safe (no shared buffer).  0, or -1 with errno. */
@@ -256,279 +189,6 @@ int portaio_kq_user_trigger(int kq, uintptr_t ident, uint64_t token);
    finest unit the system has (NOTE_NSECONDS, NOTE_USECONDS, else ms);
    seconds < 0 deletes it.  0, or -1 with errno. */
 int portaio_kq_timer(int kq, uintptr_t ident, double seconds, uint64_t token);
-"""
-)
-
-KQUEUE_SOURCE = (
-    r"""
-#include <sys/types.h>
-#include <sys/event.h>
-#include <sys/time.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <math.h>
-#include <stdint.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
-
-typedef __typeof__(((struct kevent *)0)->ident) kq_ident_t;
-typedef __typeof__(((struct kevent *)0)->filter) kq_filter_t;
-typedef __typeof__(((struct kevent *)0)->flags) kq_flags_t;
-typedef __typeof__(((struct kevent *)0)->fflags) kq_fflags_t;
-typedef __typeof__(((struct kevent *)0)->data) kq_data_t;
-
-#if defined(EVFILT_LIBKQUEUE) || defined(__linux__)
-#define PORTAIO_LIBKQUEUE 1
-#else
-#define PORTAIO_LIBKQUEUE 0
-#endif
-
-#define PORTAIO_K_READ 0x1
-#define PORTAIO_K_READ_EOF 0x2
-#define PORTAIO_K_WRITE 0x4
-#define PORTAIO_K_WRITE_EOF 0x8
-#define PORTAIO_K_ERROR 0x10
-#define PORTAIO_K_PRIORITY 0x20
-#define PORTAIO_K_OTHER 0x40
-"""
-    + "".join(
-        f"#ifdef {name}\n#define PORTAIO_HAVE_{name} 1\n#define PORTAIO_{name} {name}\n"
-        f"#else\n#define PORTAIO_HAVE_{name} 0\n#define PORTAIO_{name} 0\n#endif\n"
-        for name in _KQ_OPTIONAL
-    )
-    + r"""
-int portaio_kq_open(void)
-{
-    int kq = kqueue();
-#if defined(FD_CLOEXEC) && defined(F_SETFD)
-    /* Native kqueues are never inherited by fork() but survive exec(). */
-    if (kq >= 0)
-        (void)fcntl(kq, F_SETFD, FD_CLOEXEC);
-#endif
-    return kq;
-}
-
-#if PORTAIO_LIBKQUEUE && defined(__GNUC__)
-/* libkqueue notices a closed kqueue later, from a monitoring thread; until
-   then it counts the number as its own, and its fork handler closes it in a
-   child even if it names another file by then.  Its Linux backend (2.7)
-   exports this call to finish pending closes at once; older ones lack it. */
-extern void libkqueue_drain_pending_close(void) __attribute__((weak));
-#endif
-
-int portaio_kq_close(int kq)
-{
-    int rc = close(kq);
-#if PORTAIO_LIBKQUEUE && defined(__GNUC__)
-    if (rc == 0 && libkqueue_drain_pending_close)
-        libkqueue_drain_pending_close();
-#endif
-    return rc;
-}
-
-void portaio_kq_set(struct kevent *changes, int i, uintptr_t ident, int filter, unsigned int flags,
-                    unsigned int fflags, int64_t data, uint64_t token)
-{
-    struct kevent *kev = &changes[i];
-    memset(kev, 0, sizeof(*kev));
-    kev->ident = ident;
-    kev->filter = (kq_filter_t)filter;
-    kev->flags = (kq_flags_t)flags;
-    kev->fflags = (kq_fflags_t)fflags;
-    kev->data = (kq_data_t)data;
-    kev->udata = (__typeof__(kev->udata))(uintptr_t)token;
-}
-
-int portaio_kq_apply(int kq, struct kevent *changes, int n, int *errors)
-{
-    static const struct timespec zero = {0, 0};
-    int i;
-    if (n < 0 || n > 8) {
-        errno = EINVAL;
-        return -1;
-    }
-    for (i = 0; i < n; i++)
-        errors[i] = 0;
-#ifdef EV_RECEIPT
-    {
-        struct kevent out[8];
-        int m, j;
-        for (i = 0; i < n; i++)
-            changes[i].flags |= EV_RECEIPT;
-        m = kevent(kq, changes, n, out, n, &zero);
-        if (m < 0)
-            return -1;
-        /* Receipts come back in change order; match them by filter too. */
-        for (j = 0, i = 0; j < m; j++) {
-            if (!(out[j].flags & EV_ERROR))
-                continue;
-            while (i < n && (changes[i].filter != out[j].filter || changes[i].ident != out[j].ident))
-                i++;
-            if (i == n)
-                break;
-            errors[i++] = (int)out[j].data;
-        }
-    }
-#else
-    for (i = 0; i < n; i++)
-        if (kevent(kq, &changes[i], 1, NULL, 0, &zero) < 0)
-            errors[i] = errno;
-#endif
-    return 0;
-}
-
-static uint32_t portaio_kq_bits(const struct kevent *ev)
-{
-    uint32_t bits = 0;
-    int eof = (ev->flags & EV_EOF) != 0;
-    if (ev->flags & EV_ERROR)
-        return PORTAIO_K_ERROR;
-    if (ev->filter == EVFILT_READ) {
-        bits = PORTAIO_K_READ | (eof ? PORTAIO_K_READ_EOF : 0);
-#ifdef EV_OOBAND
-        if (ev->flags & EV_OOBAND)
-            bits |= PORTAIO_K_PRIORITY;
-#endif
-    } else if (ev->filter == EVFILT_WRITE) {
-        bits = PORTAIO_K_WRITE | (eof ? PORTAIO_K_WRITE_EOF : 0);
-#ifdef EVFILT_EXCEPT
-    } else if (ev->filter == EVFILT_EXCEPT) {
-        bits = PORTAIO_K_PRIORITY;
-#endif
-    } else {
-        return PORTAIO_K_OTHER;
-    }
-    /* With EV_EOF, fflags holds the socket's pending error (a reset).
-       libkqueue instead leaves the fflags the filter was added with (our
-       NOTE_LOWAT) unless epoll said EPOLLERR. */
-#if PORTAIO_LIBKQUEUE && defined(NOTE_LOWAT)
-    if (eof && ev->fflags && !(ev->filter == EVFILT_READ && ev->fflags == NOTE_LOWAT))
-#else
-    if (eof && ev->fflags)
-#endif
-        bits |= PORTAIO_K_ERROR;
-    return bits;
-}
-
-int portaio_kq_user_add(int kq, uintptr_t ident, uint64_t token)
-{
-#ifdef EVFILT_USER
-    static const struct timespec zero = {0, 0};
-    struct kevent kev;
-    portaio_kq_set(&kev, 0, ident, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, token);
-    return kevent(kq, &kev, 1, NULL, 0, &zero) < 0 ? -1 : 0;
-#else
-    errno = ENOSYS;
-    return -1;
-#endif
-}
-
-int portaio_kq_user_trigger(int kq, uintptr_t ident, uint64_t token)
-{
-#if defined(EVFILT_USER) && defined(NOTE_TRIGGER)
-    static const struct timespec zero = {0, 0};
-    struct kevent kev;
-    /* Every change to a knote replaces its udata, a trigger's too. */
-    portaio_kq_set(&kev, 0, ident, EVFILT_USER, 0, NOTE_TRIGGER, 0, token);
-    return kevent(kq, &kev, 1, NULL, 0, &zero) < 0 ? -1 : 0;
-#else
-    errno = ENOSYS;
-    return -1;
-#endif
-}
-
-int portaio_kq_timer(int kq, uintptr_t ident, double seconds, uint64_t token)
-{
-#ifdef EVFILT_TIMER
-    static const struct timespec zero = {0, 0};
-    struct kevent kev;
-    unsigned int fflags = 0;
-    double units;
-    int64_t data;
-    if (seconds < 0) {
-        portaio_kq_set(&kev, 0, ident, EVFILT_TIMER, EV_DELETE, 0, 0, token);
-        return kevent(kq, &kev, 1, NULL, 0, &zero) < 0 ? -1 : 0;
-    }
-#if defined(NOTE_NSECONDS)
-    fflags = NOTE_NSECONDS;
-    units = ceil(seconds * 1e9);
-#elif defined(NOTE_USECONDS)
-    fflags = NOTE_USECONDS;
-    units = ceil(seconds * 1e6);
-#else
-    units = ceil(seconds * 1e3); /* the default unit: milliseconds */
-#endif
-#ifdef NOTE_CRITICAL
-    fflags |= NOTE_CRITICAL; /* macOS: no coalescing with other timers */
-#endif
-    /* Clamped to what data holds: a timer firing before the deadline is
-       re-armed by the caller, which never reports a timer early. */
-    if (units > (sizeof(kq_data_t) >= 8 ? 9.0e18 : 2147483647.0))
-        units = sizeof(kq_data_t) >= 8 ? 9.0e18 : 2147483647.0;
-    data = units < 1 ? 1 : (int64_t)units;
-    portaio_kq_set(&kev, 0, ident, EVFILT_TIMER, EV_ADD | EV_ONESHOT, fflags, data, token);
-    return kevent(kq, &kev, 1, NULL, 0, &zero) < 0 ? -1 : 0;
-#else
-    errno = ENOSYS;
-    return -1;
-#endif
-}
-
-int portaio_kq_wait(int kq, struct kevent *events, int nevents, double timeout,
-                    uint64_t *keys, int64_t *datas, int *scratch, int slots)
-{
-    struct timespec ts, *tsp;
-    int n, i, m = 0;
-    int *key_of = scratch;          /* record index -> key index */
-    int *table = scratch + nevents; /* ident hash -> record index, -1 empty */
-    unsigned int mask = (unsigned int)slots - 1;
-
-    tsp = portaio_timespec(timeout, &ts);
-    n = kevent(kq, NULL, 0, events, nevents, tsp);
-    if (n <= 0)
-        return n;
-    for (i = 0; i < n; i++) {
-        const struct kevent *ev = &events[i];
-        uint64_t token = (uint64_t)(uintptr_t)ev->udata & 0xFFFFFFFFu;
-        uint32_t bits = portaio_kq_bits(ev);
-        unsigned int h;
-        key_of[i] = -1;
-        if (bits & PORTAIO_K_OTHER) {
-            datas[m] = (int64_t)ev->data;
-            keys[m++] = token << 32 | bits | ((uint64_t)(uint16_t)ev->filter << 8);
-            continue;
-        }
-        /* Merge the filters of one fd into one key (linear probing). */
-        h = ((unsigned int)ev->ident * 2654435761u) & mask;
-        while (table[h] >= 0) {
-            int j = table[h];
-            if (events[j].ident == ev->ident)
-                break;
-            h = (h + 1) & mask;
-        }
-        if (table[h] >= 0 && (keys[key_of[table[h]]] >> 32) == token) {
-            key_of[i] = key_of[table[h]];
-            keys[key_of[i]] |= bits;
-            if (ev->filter == EVFILT_READ)
-                datas[key_of[i]] = (int64_t)ev->data;
-            continue;
-        }
-        table[h] = i;
-        key_of[i] = m;
-        datas[m] = (int64_t)ev->data;
-        keys[m++] = token << 32 | bits;
-    }
-    /* Leave the table empty for the next call. */
-    for (i = 0; i < n; i++) {
-        unsigned int h = ((unsigned int)events[i].ident * 2654435761u) & mask;
-        while (table[h] >= 0) {
-            table[h] = -1;
-            h = (h + 1) & mask;
-        }
-    }
-    return m;
-}
 """
 )
 
@@ -581,11 +241,12 @@ def kqueue_ffi() -> FFI:
     libraries = [*flags.get("libraries", []), "m"]
     ffi.set_source(
         "portaio._kqueue_cffi",
-        TIMESPEC_SOURCE + KQUEUE_SOURCE,
-        include_dirs=flags.get("include_dirs", []),
+        c_source("portaio_kqueue.c"),
+        include_dirs=[_CSRC, *flags.get("include_dirs", [])],
         library_dirs=flags.get("library_dirs", []),
         libraries=libraries,
         extra_link_args=flags.get("extra_link_args", []),
+        extra_compile_args=WARNINGS,
     )
     return ffi
 

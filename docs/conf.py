@@ -15,7 +15,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "_ext"))
 
+import layers_svg  # noqa: E402
+
 import portaio  # noqa: E402
+
+layers_svg.write(HERE / "_static" / "layers.svg")  # the picture in design.rst, drawn by a script
 
 project = "portaio"
 author = "The portaio developers"
@@ -75,3 +79,6 @@ nitpick_ignore += [
     for role in ("py:meth", "py:func")
     for prefix in ("", "portaio.")
 ]
+# The vendored, trimmed inventory of the standard library lacks abc.ABC, the
+# base the backend contract's classes show.
+nitpick_ignore += [("py:class", "abc.ABC")]

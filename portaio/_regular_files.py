@@ -2,23 +2,29 @@
 
 POSIX says regular files never block, and ``poll(2)`` reports them readable
 and writable at once; epoll refuses to watch them, kqueue would call a file
-at its end unreadable.  Where a backend's ``_add`` refuses such a file
-(``Poller._kernel_refuses``), :class:`AlwaysReadyFiles` keeps it in
-``_always_ready`` and reports it on every poll, taking turns with the
-kernel's events so neither starves the other.
+at its end unreadable.  Where a backend's ``add`` raises
+:class:`~portaio.backends._base.AlwaysReady`, the poller keeps the
+registration in an :class:`AlwaysReadyFiles` source, one of those its poll
+loop asks, and reports it on every poll (once per arming for EDGE and
+ONESHOT), rotating so that a small ``max_events`` serves each in turn.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ._flags import EDGE, ONESHOT, READABLE, WRITABLE
-from ._types import Event, Registration
+
+if TYPE_CHECKING:
+    from ._poller import _Reg
 
 __all__ = ["AlwaysReadyFiles", "is_regular_file"]
+
+_READY = int(READABLE | WRITABLE)
+_ONCE = int(EDGE | ONESHOT)
 
 
 def is_regular_file(fd: int) -> bool:
@@ -31,55 +37,46 @@ def is_regular_file(fd: int) -> bool:
 
 
 class AlwaysReadyFiles:
-    """The part of :class:`~portaio.Poller` that emulates always-ready files."""
+    """The registrations the kernel refused as always ready (the caller holds the poller's lock)."""
 
-    _always_ready: dict[int, Registration]
-    _emulated_first: bool
-    _lock: threading.RLock
+    def __init__(self) -> None:
+        self._regs: dict[int, _Reg] = {}
 
-    if TYPE_CHECKING:
+    def __len__(self) -> int:
+        return len(self._regs)
 
-        def _add(self, reg: Registration) -> None: ...
-        def _wait(self, timeout: float | None, max_events: int) -> list[Event] | None: ...
-        def _kernel_refuses(self, reg: Registration, err: OSError) -> bool: ...
+    def __contains__(self, fd: int) -> bool:
+        return fd in self._regs
 
-    def _add_or_emulate(self, reg: Registration) -> None:
-        try:
-            self._add(reg)
-        except OSError as err:
-            if not self._kernel_refuses(reg, err):
-                raise
-            self._always_ready[reg.fd] = reg
+    def put(self, reg: _Reg) -> None:
+        """Add or replace (modify re-arms) the registration of ``reg.fd``."""
+        self._regs[reg.fd] = reg
 
-    def _ready_with_emulated(self, max_events: int) -> list[Event]:
-        # Always-ready fds and the kernel's events take turns at the front of
-        # the batch, so that with a small max_events neither starves the other.
-        self._emulated_first = first = not self._emulated_first
-        if first:
-            ready = self._emulated_ready(max_events)
-            if len(ready) < max_events:
-                ready.extend(self._wait(0, max_events - len(ready)) or [])
-        else:
-            ready = self._wait(0, max_events) or []
-            if len(ready) < max_events:
-                ready.extend(self._emulated_ready(max_events - len(ready)))
-        return ready
+    def discard(self, fd: int) -> bool:
+        """Forget *fd*; True if it was here."""
+        return self._regs.pop(fd, None) is not None
 
-    def _emulated_ready(self, max_events: int) -> list[Event]:
-        # Regular files are always ready (POSIX); the kernel refused to watch them.
-        ready: list[Event] = []
-        with self._lock:
-            regs = self._always_ready
-            for reg in list(regs.values()):
-                flags = reg.events & (READABLE | WRITABLE)
-                if not reg.armed or not flags:
-                    continue
-                if len(ready) >= max_events:
-                    break
-                ready.append(Event(reg.fd, flags, reg.data))
-                if reg.events & (ONESHOT | EDGE):
-                    reg.armed = False
-                # Reported fds go last, so the next batch starts with the others.
-                del regs[reg.fd]
-                regs[reg.fd] = reg
-        return ready
+    def clear(self) -> None:
+        """Forget every registration."""
+        self._regs.clear()
+
+    def has_ready(self) -> bool:
+        """True if some registration would be reported now."""
+        return any(reg.armed and reg.events & _READY for reg in self._regs.values())
+
+    def collect(self, limit: int, out: list[Any], factory: Callable[[int, int, Any], Any]) -> None:
+        """Append up to *limit* events; the reported go last, so the next batch starts with the others."""
+        regs = self._regs
+        count = 0
+        for reg in list(regs.values()):
+            flags = reg.events & _READY
+            if not reg.armed or not flags:
+                continue
+            if count >= limit:
+                break
+            out.append(factory(reg.fd, flags, reg.data))
+            count += 1
+            if reg.events & _ONCE:
+                reg.armed = False
+            del regs[reg.fd]
+            regs[reg.fd] = reg

@@ -41,7 +41,7 @@ _watchers: dict[int, list[weakref.ref[Poller]]] = {}
 """Pollers watching each signal, held weakly: a poller dropped without close()
 is still collected, and its finaliser then puts the saved handler back."""
 _saved_handlers: dict[int, Any] = {}
-_sources: dict[str, tuple[SignalSource, int]] = {}
+_sources: dict[object, tuple[SignalSource, int]] = {}
 
 
 def check_signum(signum: Any, backend: str) -> int:
@@ -207,7 +207,7 @@ def deliver(signum: int, count: int, drained_by: object = None) -> None:
             poller._signal_arrived(signum, count, poller is not drained_by)
 
 
-def acquire_source(kind: str, factory: Callable[[], SignalSource]) -> SignalSource:
+def acquire_source(kind: object, factory: Callable[[], SignalSource]) -> SignalSource:
     """The shared source of *kind*, created by *factory* on first use (refcounted)."""
     with _lock:
         entry = _sources.get(kind)
@@ -219,7 +219,7 @@ def acquire_source(kind: str, factory: Callable[[], SignalSource]) -> SignalSour
         return entry[0]
 
 
-def release_source(kind: str) -> None:
+def release_source(kind: object) -> None:
     """Drop one reference to the source of *kind*; the last closes it."""
     with _lock:
         entry = _sources.get(kind)
@@ -360,6 +360,10 @@ class PollerSignals:
         """Forget the watch of *signum* and its unreported deliveries."""
         self.watches.pop(signum, None)
         self._counts.pop(signum, None)
+
+    def pending(self) -> bool:
+        """True if deliveries wait to be reported."""
+        return bool(self.arrivals) or bool(self._counts)
 
     def collect(self, limit: int, out: list[Event]) -> None:
         """Append one event per signal delivered since the last report, at most *limit*."""

@@ -28,23 +28,36 @@ class Event(NamedTuple):
 
 
 class Registration:
-    """What a poller knows about one registered fd (returned by ``register``)."""
+    """What :meth:`Poller.register` and :meth:`Poller.modify` return: a read-only view.
 
-    __slots__ = ("armed", "data", "epoch", "events", "fd", "fileobj", "handler", "keys", "token")
+    The fd, the file object as given, the interest and the data of one
+    registration, as they were when it was made; the poller's bookkeeping
+    (tokens, one-shot state, cached events) is private to it.
+    """
 
-    def __init__(self, fd: int, fileobj: Any, events: int, data: Any, token: int, epoch: int = 0) -> None:
-        self.fd = fd
-        self.fileobj = fileobj
-        self.events = events
-        self.data = data
-        self.token = token
-        self.keys: list[Any] = []
-        self.armed = True
-        self.handler: Any = None
-        self.epoch = epoch
+    __slots__ = ("data", "events", "fd", "fileobj")
+
+    fd: int
+    """The file descriptor."""
+    fileobj: Any
+    """The object given to ``register`` (an int fd or an object with ``fileno()``)."""
+    events: int
+    """The interest: a mask of :class:`~portaio.Events` flags."""
+    data: Any
+    """The object reported as the events' ``data``."""
+
+    def __init__(self, fd: int, fileobj: Any, events: int, data: Any) -> None:
+        set_ = object.__setattr__
+        set_(self, "fd", fd)
+        set_(self, "fileobj", fileobj)
+        set_(self, "events", events)
+        set_(self, "data", data)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Registration is read-only (use Poller.modify or Poller.replace_data): {name}")
 
     def __repr__(self) -> str:
-        return f"Registration(fd={self.fd}, events={self.events:#x}, data={self.data!r}, armed={self.armed})"
+        return f"Registration(fd={self.fd}, events={self.events:#x}, data={self.data!r})"
 
 
 @dataclasses.dataclass(frozen=True)

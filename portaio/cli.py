@@ -4,6 +4,7 @@
 ``conformance``  the shipped conformance suite on the installed package
 ``bench NAME``   the benchmarks of :mod:`portaio.bench`
 ``echo``         the edge-triggered echo server of :mod:`portaio.echo`
+``demo``         step through what the kernel tells you, live (:mod:`portaio.demo`)
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ BENCHMARKS = {
 }
 """The benchmarks ``portaio bench`` runs: module ``portaio.bench.<name>``, each with ``main(argv)``."""
 
-_BENCH_MODULES = {"selectors": ("portaio.bench.selectors", "portaio.bench.selectors_dispatch")}
-"""Benchmarks whose module has another name (tried in order)."""
+_BENCH_MODULES = {"selectors": ("portaio.bench.selectors_dispatch",)}
+"""Benchmarks whose module has another name (``portaio.bench.selectors`` would shadow the stdlib's)."""
 
 _PROG = "portaio"
 
@@ -246,6 +247,19 @@ def _plain(entry: Callable[[list[str]], int | None], argv: Sequence[str]) -> int
     return int(status or 0)
 
 
+def run_demo(argv: Sequence[str]) -> int:
+    """Run the walkthrough of :mod:`portaio.demo` with its own arguments."""
+    entry = _load_main(("portaio.demo",), "the demo")
+    try:
+        return int(entry(list(argv)) or 0)
+    except SystemExit as exit_:  # argparse inside the module: --help or a bad argument
+        return exit_.code if isinstance(exit_.code, int) else 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    return run_demo(args.args)
+
+
 def _bench(args: argparse.Namespace) -> int:
     return run_bench(args.name, args.args)
 
@@ -317,6 +331,15 @@ def build_parser() -> argparse.ArgumentParser:
         usage=f"{_PROG} echo [ARGS...]",
     )
     echo.set_defaults(func=_echo, args=[])
+
+    demo = sub.add_parser(
+        "demo",
+        help="step through what the kernel tells you, live (level/edge, EAGAIN, O(N), herd, hang-ups)",
+        description="A walkthrough of short scenes on real sockets; 'portaio demo --help' lists its options.",
+        add_help=False,
+        usage=f"{_PROG} demo [ARGS...]",
+    )
+    demo.set_defaults(func=_demo, args=[])
     return parser
 
 
@@ -328,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # bench NAME and echo hand every later argument, --help included, to the module.
         if argv[:1] == ["echo"]:
             return run_echo(argv[1:])
+        if argv[:1] == ["demo"]:
+            return run_demo(argv[1:])
         if argv[:1] == ["bench"] and len(argv) > 1 and not argv[1].startswith("-"):
             return run_bench(argv[1], argv[2:])
         args, extra = parser.parse_known_args(argv)

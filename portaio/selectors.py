@@ -7,15 +7,17 @@ each other it behaves as :class:`selectors.EpollSelector` (see
 every other ``selectors`` user runs unchanged.
 
 Speed comes from the Poller's event cache: each registration's data is its
-:class:`~selectors.SelectorKey`, and the selector's poller caches the finished
-``(key, mask)`` pair per kernel record instead of an :class:`~portaio.Event`,
-so :meth:`PortaioSelector.select` returns the poller's result as it is.
+:class:`~selectors.SelectorKey`, and the selector's poller is made with an
+``event_factory`` that builds the finished ``(key, mask)`` pair, which the
+poller caches per kernel record instead of an :class:`~portaio.Event`, so
+:meth:`PortaioSelector.select` returns the poller's result as it is.
 """
 
 from __future__ import annotations
 
 import errno
 import selectors
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from selectors import EVENT_READ, EVENT_WRITE, SelectorKey
 from typing import Any
@@ -24,12 +26,12 @@ from ._errors import PollerClosed
 from ._flags import READABLE, WRITABLE
 from ._poller import Poller
 from ._regular_files import is_regular_file
-from ._types import Registration
 from .backends import backend_class
 
 __all__ = ["EVENT_READ", "EVENT_WRITE", "DefaultSelector", "PortaioSelector", "SelectorKey"]
 
 _VALID = EVENT_READ | EVENT_WRITE
+_ALL = sys.maxsize  # max_events: everything ready (the poller's memory follows its registrations)
 _NOT_WRITABLE = ~int(WRITABLE)
 _NOT_READABLE = ~int(READABLE)
 
@@ -48,40 +50,19 @@ def _fileobj_to_fd(fileobj: Any) -> int:
     return fd
 
 
-def _remember_key_mask(self: Poller, reg: Registration, key: Any, ready: int, cache: bool = True) -> Any:
-    """Cache ``(SelectorKey, mask)`` for a kernel record instead of an Event.
+def _key_mask(fd: int, ready: int, sel_key: SelectorKey) -> Any:
+    """The ``(SelectorKey, mask)`` pair the selector's poller returns for an fd's readiness.
 
     As ``selectors.EpollSelector`` does, a hang-up or error (any flag besides
     the other direction) counts as both readable and writable, limited to
     what the key asked for.
     """
-    sel_key: SelectorKey = reg.data
     mask = 0
     if ready & _NOT_READABLE:
         mask |= EVENT_WRITE
     if ready & _NOT_WRITABLE:
         mask |= EVENT_READ
-    item: Any = (sel_key, mask & sel_key.events)  # cached in place of an Event
-    if cache and len(reg.keys) < 16:
-        reg.keys.append(key)
-        self._cache[key] = item
-    return item
-
-
-_POLLER_CLASSES: dict[type[Poller], type[Poller]] = {}
-
-
-def _selector_poller(backend: str | None) -> Poller:
-    base = backend_class(backend)
-    cls = _POLLER_CLASSES.get(base)
-    if cls is None:
-        cls = type(
-            f"Selector{base.__name__}",
-            (base,),
-            {"_remember": _remember_key_mask, "__module__": __name__, "__doc__": base.__doc__},
-        )
-        _POLLER_CLASSES[base] = cls
-    return cls()
+    return (sel_key, mask & sel_key.events)
 
 
 class _SelectorMapping(Mapping[Any, SelectorKey]):
@@ -118,11 +99,13 @@ class PortaioSelector(selectors.BaseSelector):
     """
 
     def __init__(self, backend: str | None = None) -> None:
-        self._poller = poller = _selector_poller(backend)
+        # The kernel's refusal of regular files is the selector's error, as
+        # with EpollSelector: no always-ready emulation here.
+        self._poller = Poller(backend, event_factory=_key_mask, always_ready_files=False)
         self._fd_to_key: dict[int, SelectorKey] = {}
         self._map: _SelectorMapping | None = _SelectorMapping(self)
-        self._kernel_refuses_files = type(poller)._kernel_refuses is not Poller._kernel_refuses
-        self._has_fileno = poller.fileno() >= 0  # a kernel object (epoll, kqueue), not poll/select
+        self._kernel_refuses_files = backend_class(backend).refuses_files
+        self._has_fileno = self._poller.fileno() >= 0  # a kernel object (epoll, kqueue), not poll/select
 
     @property
     def backend(self) -> str:
@@ -143,7 +126,10 @@ class PortaioSelector(selectors.BaseSelector):
         return self._kernel_fileno
 
     def _kernel_fileno(self) -> int:
-        return self._poller._backend_fileno()
+        try:
+            return self._poller.fileno()
+        except PollerClosed:
+            return -1  # closed: no kernel object any more
 
     def _fileobj_lookup(self, fileobj: Any) -> int:
         try:
@@ -179,10 +165,10 @@ class PortaioSelector(selectors.BaseSelector):
         # them on every backend (asking the kernel where it does not refuse).
         if not self._kernel_refuses_files and is_regular_file(fd):
             raise self._regular_file_error(fd)
-        poller.register(fd, int(events), key)
-        if poller._always_ready and fd in poller._always_ready:
-            poller.unregister(fd)
-            raise self._regular_file_error(fd)
+        try:
+            poller.register(fd, int(events), key)
+        except PermissionError:
+            raise self._regular_file_error(fd) from None
         self._fd_to_key[fd] = key
         return key
 
@@ -218,11 +204,7 @@ class PortaioSelector(selectors.BaseSelector):
             return new
         if data != key.data:
             new = key._replace(data=data)
-            poller = self._poller
-            with poller._lock:
-                reg = poller._regs[key.fd]
-                reg.data = new
-                poller._forget(reg)  # cached (key, mask) pairs name the old key
+            self._poller.replace_data(key.fd, new)  # no system call; drops the cached pairs
             self._fd_to_key[key.fd] = new
             return new
         return key
@@ -238,8 +220,11 @@ class PortaioSelector(selectors.BaseSelector):
             timeout = 0.0
         try:
             # As EpollSelector: room for every registered fd in one call (the
-            # poller's default would stop at DEFAULT_MAX_EVENTS).
-            ready: list[Any] = self._poller.poll(timeout, len(self._fd_to_key) or 1)
+            # poller's default would stop at DEFAULT_MAX_EVENTS).  No count of
+            # ours: the poller bounds the wait by what its registrations can
+            # report (on kqueue, each fd's read and write filters count apart,
+            # so the number of fds would leave one of them queued).
+            ready: list[Any] = self._poller.poll(timeout, _ALL)
         except PollerClosed:
             raise self._closed_error() from None
         return ready

@@ -164,8 +164,9 @@ def test_data_only_modify_makes_no_kernel_call(
     def forbidden(*args: object) -> None:
         raise AssertionError("the kernel was asked")
 
-    for name in ("_add", "_modify", "_remove"):
-        monkeypatch.setattr(sel._poller, name, forbidden)
+    backend = sel._poller._backend  # the kernel primitives (portaio/backends/_base.py)
+    for name in ("add", "modify", "remove"):
+        monkeypatch.setattr(backend, name, forbidden)
     new = sel.modify(a, EVENT_WRITE, "new")
     assert new.data == "new"
     assert sel.select(0) == [(new, EVENT_WRITE)]

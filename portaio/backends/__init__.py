@@ -1,6 +1,7 @@
 """The backends, best first, and how one is chosen.
 
-Each backend module defines one :class:`~portaio.Poller` subclass and a
+Each backend module defines one :class:`~portaio.backends._base.Backend`
+subclass (the kernel primitives :class:`~portaio.Poller` runs on) and a
 module-level ``UNAVAILABLE`` (``None``, or why it cannot run here).
 """
 
@@ -11,18 +12,23 @@ import os
 import sys
 
 from .._errors import BackendUnavailable
-from .._poller import Poller
+from ._base import Backend
 
 __all__ = ["BACKEND_NAMES", "available_backends", "backend_class", "default_backend", "unavailable_reasons"]
 
 BACKEND_NAMES = ("epoll", "kqueue", "poll", "select")
 """Every backend portaio knows, best first."""
 
-_CLASSES = {"epoll": "EpollPoller", "kqueue": "KqueuePoller", "poll": "PollPoller", "select": "SelectPoller"}
+_CLASSES = {
+    "epoll": "EpollBackend",
+    "kqueue": "KqueueBackend",
+    "poll": "PollBackend",
+    "select": "SelectBackend",
+}
 ENV_VAR = "PORTAIO_BACKEND"
 
 
-def _probe(name: str) -> tuple[type[Poller] | None, str | None]:
+def _probe(name: str) -> tuple[type[Backend] | None, str | None]:
     try:
         module = importlib.import_module(f"{__name__}.{name}")
     except ImportError as err:
@@ -30,7 +36,7 @@ def _probe(name: str) -> tuple[type[Poller] | None, str | None]:
     reason: str | None = getattr(module, "UNAVAILABLE", None)
     if reason is not None:
         return None, reason
-    cls: type[Poller] = getattr(module, _CLASSES[name])
+    cls: type[Backend] = getattr(module, _CLASSES[name])
     return cls, None
 
 
@@ -60,8 +66,13 @@ def default_backend() -> str:
     return names[0]
 
 
-def backend_class(name: str | None = None) -> type[Poller]:
-    """The Poller subclass for *name* (None: the default backend)."""
+def backend_class(name: str | None = None) -> type[Backend]:
+    """The backend class for *name* (None: the default backend).
+
+    It has the backend's ``name`` and ``capabilities``; ``Poller(name)``
+    runs on an instance of it.  Raises :class:`~portaio.BackendUnavailable`
+    for an unknown name or a backend that cannot run here.
+    """
     if name is None:
         name = default_backend()
         source = f" (from ${ENV_VAR})" if os.environ.get(ENV_VAR) else ""

@@ -1,33 +1,45 @@
 """What the poll and select backends share: their kernel calls keep no state.
 
-Both hand the kernel the whole interest set on every wait, so portaio keeps it:
-ONESHOT is emulated exactly (the fd leaves the set once reported, until
-``modify``), a change made while another thread waits wakes that wait through
-a self-pipe, and an fd closed behind the poller's back is quietly dropped from
-the set, as epoll and kqueue drop it.
+Both hand the kernel the whole interest set on every wait, so the backend
+keeps it (``fd -> (token, epoch)``, the *watched* set) and builds each key
+from the fd the kernel names:
+
+* a change made while another thread waits is seen by that wait only when
+  it starts again: the poller posts its waker (``interrupt_on_change``);
+* an fd the kernel reports after it changed during the wait (its epoch is
+  newer than the wait) is skipped: the report was for the old interest;
+* ONESHOT is emulated exactly: ``disarm`` takes the fd out of the set until
+  ``modify`` puts it back;
+* an fd closed behind the poller's back (``POLLNVAL``) is quietly dropped
+  from the set, as epoll and kqueue drop it;
+* when more fds are ready than asked for, the next wait starts where the
+  last one stopped, so every ready fd is served in turn, as epoll's ready
+  list rotates.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any, ClassVar
 
-from .._flags import ALWAYS_REPORTED, ONESHOT
-from .._poller import Poller
-from .._types import Event, Registration
 from .._validate import check_fd_open
+from ._base import Backend
 
-__all__ = ["UserspacePoller"]
+__all__ = ["UserspaceBackend"]
 
 
-class UserspacePoller(Poller):
+class UserspaceBackend(Backend):
     """Base of backends whose wait takes the full interest set each time."""
 
-    _self_wake = True
+    interrupt_on_change = True
     _invalid_bits: ClassVar[int] = 0
     """Kernel bits meaning "this fd is not open" (POLLNVAL)."""
 
-    def _open(self) -> None:
+    def __init__(self) -> None:
         self._rotation = 0
+        self._epoch = 0
+        self._watched: dict[int, tuple[int, int]] = {}
+        self._set_lock = threading.Lock()  # the watched set: control calls vs a wait dropping closed fds
         self._open_kernel()
 
     # ----------------------------------------------------- subclass hooks
@@ -44,83 +56,68 @@ class UserspacePoller(Poller):
         """Wait; return ``(fd, bits)`` pairs, *bits* in the kernel's terms."""
         raise NotImplementedError
 
-    def _translate(self, bits: int) -> int:
-        raise NotImplementedError
-
     # ------------------------------------------------------------ control
-    def _add(self, reg: Registration) -> None:
-        check_fd_open(reg.fd, self.name)
-        self._kernel_watch(reg.fd, reg.events, True)
+    def add(self, fd: int, events: int, token: int) -> None:
+        check_fd_open(fd, self.name)
+        with self._set_lock:
+            self._kernel_watch(fd, events, fd not in self._watched)
+            self._epoch += 1
+            self._watched[fd] = (token, self._epoch)
 
-    def _modify(self, old: Registration, new: Registration) -> None:
-        check_fd_open(new.fd, self.name)
-        self._kernel_watch(new.fd, new.events, not old.armed)
+    def modify(self, fd: int, old_events: int, old_token: int, events: int, token: int) -> None:
+        check_fd_open(fd, self.name)
+        with self._set_lock:
+            self._kernel_watch(fd, events, fd not in self._watched)
+            self._epoch += 1
+            self._watched[fd] = (token, self._epoch)
 
-    def _remove(self, reg: Registration) -> None:
-        if reg.armed:
-            self._kernel_unwatch(reg.fd)
+    def remove(self, fd: int, events: int, token: int) -> None:
+        with self._set_lock:
+            entry = self._watched.get(fd)
+            if entry is not None and entry[0] == token:
+                del self._watched[fd]
+                self._epoch += 1
+                self._kernel_unwatch(fd)
 
-    def _interrupt(self) -> None:
-        # The poller's wake-up pipe (Poller._open_wake) serves both:
-        # _wake_fired() tells a user's wake() from a change of registrations.
-        self._post_wake()
+    disarm = remove
 
-    def _close_backend(self) -> None:
-        pass  # the kernel object is per call; the wake-up pipe is Poller's
+    def close(self) -> None:
+        with self._set_lock:
+            self._watched.clear()
 
     # --------------------------------------------------------------- wait
-    def _wait(self, timeout: float | None, max_events: int) -> list[Event] | None:
+    def wait(self, timeout: float | None, max_events: int) -> list[int]:
         epoch = self._epoch
         raw = self._kernel_wait(timeout)
         if not raw:
-            return None
-        rest: list[Any] = []
+            return []
         if len(raw) > max_events:
             # Start where the last truncated batch stopped, so the fds left
-            # out come first next time, as epoll's ready list rotates.
+            # out come first next time.
             start = self._rotation % len(raw)
             raw = raw[start:] + raw[:start]
-            raw, rest = raw[:max_events], raw[max_events:]
-            self._rotation = start + max_events
-        if epoch == self._epoch:
-            try:
-                return list(map(self._cache.__getitem__, raw))
-            except KeyError:
-                pass
-        out = self._slow_path(raw, epoch)
-        while rest and len(out) < max_events:
-            # Entries that yield no event (our own fds, closed fds, spent
-            # one-shots) leave room: fill it, so no ready fd waits a round.
-            more, rest = rest[: max_events - len(out)], rest[max_events - len(out) :]
-            self._rotation += len(more)
-            out += self._slow_path(more, epoch)
-        return out
+        watched = self._watched
+        invalid = self._invalid_bits
+        keys: list[int] = []
+        used = 0
+        for fd, bits in raw:
+            if len(keys) >= max_events:
+                break
+            used += 1
+            entry = watched.get(fd)
+            if entry is None or entry[1] > epoch:
+                continue  # changed while the kernel looked, or disarmed
+            if bits & invalid:
+                self._drop_closed(fd, entry)
+                continue
+            keys.append(bits | entry[0] << 32)
+        if used < len(raw):
+            self._rotation += used
+        return keys
 
-    def _slow_path(self, raw: list[Any], epoch: int) -> list[Event]:
-        out: list[Event] = []
-        with self._lock:
-            for key in raw:
-                fd, bits = key
-                reg = self._regs.get(fd) or self._internal.get(fd)
-                if reg is None or reg.epoch > epoch or not reg.armed:
-                    continue  # changed while the kernel looked, or already handed out
-                if reg.handler is not None:
-                    internal = reg.handler()
-                    if internal is not None:
-                        out.append(internal)
-                    continue
-                if bits & self._invalid_bits:
-                    # Closed behind our back: stop asking the kernel about it.
-                    self._kernel_unwatch(fd)
-                    reg.armed = False
-                    continue
-                ready = self._translate(bits) & (reg.events | ALWAYS_REPORTED)
-                if not ready:
-                    continue
-                if reg.events & ONESHOT:
-                    self._kernel_unwatch(fd)
-                    reg.armed = False
-                    out.append(Event(fd, ready, reg.data))
-                else:
-                    out.append(self._remember(reg, key, ready))
-        return out
+    def _drop_closed(self, fd: int, entry: tuple[int, int]) -> None:
+        # Closed behind our back: stop asking the kernel about it.
+        with self._set_lock:
+            if self._watched.get(fd) == entry:
+                del self._watched[fd]
+                self._kernel_unwatch(fd)

@@ -1,40 +1,40 @@
-"""Linux epoll, on portaio's own cffi bindings (``portaio._epoll_cffi``).
+"""Linux epoll, on portaio's own cffi bindings (``portaio._epoll_cffi``, ``csrc/portaio_epoll.c``).
 
-Each registration's ``epoll_data`` holds a 32-bit token unique to that
-registration (a modify makes a new one).  Reading the packed 12-byte
-``struct epoll_event`` as ``<QI`` puts the kernel's flags in the low half and
-the token in the high half of one integer, so the fast path is one
-``epoll_pwait2`` call, one ``struct`` unpack and one dict lookup per event
-into a cache of ready-made :class:`~portaio.Event` objects.  A miss (new
-flag combination, an internal fd, or a token that is no longer registered)
-takes the slow path.
+Each registration's ``epoll_data`` holds its 32-bit token (a modify makes a
+new one).  The C wait turns every ``struct epoll_event`` into one
+``uint64_t`` key, ``events | token << 32``, the same on every architecture
+(x86-64 packs the struct to 12 bytes, the others pad it to 16: Python never
+sees it), and one ``struct`` unpack (``_unpack.py``) makes the integers the
+poller maps to cached events.
+
+Kernel facts this backend relies on:
+
+* ``EPOLL_CTL_ADD`` refuses files without a poll method (regular files,
+  directories, ``/dev/null``) with ``EPERM``, and only those; ``poll(2)``
+  reports them always readable and writable, so :class:`AlwaysReady`.
+* ``EPOLLONESHOT`` disarms the registration in the kernel once reported;
+  ``EPOLL_CTL_MOD`` re-arms it and re-evaluates readiness.
+* ``EPOLL_CTL_MOD`` refuses ``EPOLLEXCLUSIVE`` (EINVAL): a change to or from
+  it is a delete and an add, the old registration added back on failure.
+* ``EPOLL_CTL_DEL`` says ``EBADF`` for a closed fd (epoll dropped it with
+  the file's last reference) and ``ENOENT`` for a number now naming another
+  file: either way the registration is gone and its token unknown, so an
+  event still queued for it is dropped, never misdelivered.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import struct
-import sys
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
-from .._flags import (
-    ALWAYS_REPORTED,
-    EDGE,
-    ERROR,
-    EXCLUSIVE,
-    HANGUP,
-    ONESHOT,
-    PRIORITY,
-    RDHUP,
-    READABLE,
-    WRITABLE,
-)
-from .._poller import DEFAULT_MAX_EVENTS, Poller
-from .._signals import SignalSource
-from .._types import Capabilities, Event, Registration
+from .._flags import EDGE, ERROR, EXCLUSIVE, HANGUP, ONESHOT, PRIORITY, RDHUP, READABLE, WRITABLE
+from .._signals import WakeupFdSource
+from .._types import Capabilities
+from ._base import AlwaysReady, Backend, Host, SignalMechanism, TimerMechanism, Waker
 from ._flag_maps import translate
+from ._unpack import unpacker, unpackers
 
 try:
     from .._epoll_cffi import ffi, lib
@@ -43,25 +43,9 @@ except ImportError as _err:  # pragma: no cover - depends on the build
 else:
     UNAVAILABLE = None
 
-__all__ = ["UNAVAILABLE", "EpollPoller"]
+__all__ = ["UNAVAILABLE", "EpollBackend"]
 
-_ONE = (1).to_bytes(8, sys.byteorder)  # an eventfd write adds this 64-bit value
-_CHUNK = 256  # struct formats are cached per event count up to this size
-
-if UNAVAILABLE is None:
-    _RECORD_SIZE = ffi.sizeof("struct epoll_event")
-    _DATA_OFFSET = ffi.offsetof("struct epoll_event", "data")
-else:  # pragma: no cover
-    _RECORD_SIZE, _DATA_OFFSET = 12, 4
-# Packed little-endian records (x86-64) read as one 64-bit key: flags in the low
-# half, the token in the high half.  Elsewhere the key is a (flags, token) pair.
-_PACKED_KEYS = _RECORD_SIZE == 12 and _DATA_OFFSET == 4 and sys.byteorder == "little"
-if _PACKED_KEYS:
-    _BYTE_ORDER, _RECORD_FORMAT = "<", "Q4x"
-else:  # pragma: no cover - 16-byte layout of the other architectures
-    _BYTE_ORDER = "="
-    _RECORD_FORMAT = "I" + "x" * (_DATA_OFFSET - 4) + "Q" + "x" * (_RECORD_SIZE - _DATA_OFFSET - 8)
-
+_FIRST_BUFFER = 64  # keys; grown up to what the poller asks (bounded by its registrations)
 
 if UNAVAILABLE is None:
     _TO_KERNEL = [
@@ -91,7 +75,7 @@ else:  # pragma: no cover
     _TO_KERNEL = _FROM_KERNEL = []
 
 
-class EpollPoller(Poller):
+class EpollBackend(Backend):
     """The epoll backend (Linux): O(ready) waits, edge, one-shot and exclusive modes."""
 
     name = "epoll"
@@ -109,10 +93,10 @@ class EpollPoller(Poller):
         native_signals="signalfd",
         native_wake="eventfd",
     )
+    refuses_files = True
+    oneshot_in_kernel = True
 
-    _epfd: int
-
-    def _open(self) -> None:
+    def __init__(self) -> None:
         if UNAVAILABLE is not None:
             raise OSError(errno.ENOSYS, f"portaio[epoll]: {UNAVAILABLE}")
         epfd = lib.epoll_create1(lib.EPOLL_CLOEXEC)
@@ -120,209 +104,99 @@ class EpollPoller(Poller):
             err = ffi.errno
             raise OSError(err, f"portaio[epoll]: epoll_create1: {os.strerror(err)}")
         self._epfd = epfd
-        self._by_token: dict[int, Registration] = {}
-        self._ctl_event = ffi.new("struct epoll_event *")
-        self._buffers: list[tuple[Any, Any, int]] = []
-        self._unpackers: dict[int, Callable[..., tuple[int, ...]]] = {}
+        # Several threads may wait at once: each takes a buffer from the pool.
+        self._buffers: list[tuple[Any, Any, Any, int]] = [self._buffer(_FIRST_BUFFER)]
 
-    def _backend_fileno(self) -> int:
+    def fileno(self) -> int:
         return self._epfd
 
     # ------------------------------------------------------------ control
-    def _ctl(self, op: int, reg: Registration) -> int:
-        ev = self._ctl_event
-        ev.events = translate(reg.events, _TO_KERNEL)
-        ev.data.u64 = reg.token
-        if lib.epoll_ctl(self._epfd, op, reg.fd, ev) < 0:
-            return int(ffi.errno)
+    def _ctl(self, op: int, fd: int, events: int, token: int) -> int:
+        if lib.portaio_epoll_ctl(self._epfd, op, fd, translate(events, _TO_KERNEL), token) < 0:
+            return ffi.errno
         return 0
 
-    def _raise(self, err: int, what: str, fd: int) -> None:
-        raise OSError(err, f"portaio[epoll]: {what} fd {fd}: {os.strerror(err)}")
-
-    def _add(self, reg: Registration) -> None:
-        # Known before the kernel can report it: a poll() in another thread may
-        # see the event before epoll_ctl returns, and would drop an unknown token.
-        self._by_token[reg.token] = reg
-        err = self._ctl(lib.EPOLL_CTL_ADD, reg)
+    def add(self, fd: int, events: int, token: int) -> None:
+        err = self._ctl(lib.EPOLL_CTL_ADD, fd, events, token)
+        if err == errno.EPERM:
+            raise AlwaysReady(err, f"portaio[epoll]: fd {fd} cannot be watched: always ready")
         if err:
-            del self._by_token[reg.token]
-            self._raise(err, "cannot watch", reg.fd)
+            raise OSError(err, f"portaio[epoll]: cannot watch fd {fd}: {os.strerror(err)}")
 
-    def _kernel_refuses(self, reg: Registration, err: OSError) -> bool:
-        # epoll refuses files without a poll method (regular files,
-        # directories, /dev/null) with EPERM, and only those; poll(2) reports
-        # such files always readable and writable, so the poller does too.
-        return err.errno == errno.EPERM
-
-    def _modify(self, old: Registration, new: Registration) -> None:
-        # The new token is known before the kernel can report it (see _add):
-        # otherwise a ONESHOT re-armed while another thread polls could fire
-        # into a lookup that drops it, and never fire again.
-        self._by_token[new.token] = new
-        if (old.events | new.events) & EXCLUSIVE:
+    def modify(self, fd: int, old_events: int, old_token: int, events: int, token: int) -> None:
+        if (old_events | events) & EXCLUSIVE:
             # EPOLL_CTL_MOD refuses EPOLLEXCLUSIVE (EINVAL): delete and add again.
-            err = self._ctl(lib.EPOLL_CTL_DEL, old)
+            err = self._ctl(lib.EPOLL_CTL_DEL, fd, old_events, old_token)
             if not err:
-                err = self._ctl(lib.EPOLL_CTL_ADD, new)
+                err = self._ctl(lib.EPOLL_CTL_ADD, fd, events, token)
                 if err:
-                    self._ctl(lib.EPOLL_CTL_ADD, old)  # keep the old registration working
+                    self._ctl(lib.EPOLL_CTL_ADD, fd, old_events, old_token)  # keep the old one working
         else:
-            err = self._ctl(lib.EPOLL_CTL_MOD, new)
+            err = self._ctl(lib.EPOLL_CTL_MOD, fd, events, token)
         if err:
-            del self._by_token[new.token]
-            self._raise(err, "cannot modify", new.fd)
-        del self._by_token[old.token]
+            raise OSError(err, f"portaio[epoll]: cannot modify fd {fd}: {os.strerror(err)}")
 
-    def _remove(self, reg: Registration) -> None:
-        # EBADF: the fd was closed (epoll dropped it with its last reference).
-        # ENOENT: the number now names another file, never registered here.
-        # Either way the registration goes; the token makes any event still
-        # queued for it unrecognisable, so it is dropped, never misdelivered.
-        err = self._ctl(lib.EPOLL_CTL_DEL, reg)
-        self._by_token.pop(reg.token, None)
+    def remove(self, fd: int, events: int, token: int) -> None:
+        err = self._ctl(lib.EPOLL_CTL_DEL, fd, 0, token)
         if err and err not in (errno.EBADF, errno.ENOENT):
-            self._raise(err, "cannot unwatch", reg.fd)
+            raise OSError(err, f"portaio[epoll]: cannot unwatch fd {fd}: {os.strerror(err)}")
 
     # --------------------------------------------------------------- wait
-    def _buffer(self, max_events: int) -> tuple[Any, Any, int]:
-        size = max(max_events, DEFAULT_MAX_EVENTS)
-        buf = ffi.new("struct epoll_event[]", size)
-        return buf, ffi.buffer(buf), size
+    @staticmethod
+    def _buffer(size: int) -> tuple[Any, Any, Any, int]:
+        keys = ffi.new("uint64_t[]", size)
+        return ffi.new("struct epoll_event[]", size), keys, ffi.buffer(keys), size
 
-    def _unpacker(self, n: int) -> Callable[..., tuple[int, ...]]:
-        unpack = self._unpackers[n] = struct.Struct(_BYTE_ORDER + _RECORD_FORMAT * n).unpack_from
-        return unpack
-
-    def _wait(self, timeout: float | None, max_events: int) -> list[Event] | None:
-        # Several threads may wait on one poller: each takes its own buffer.
+    def wait(self, timeout: float | None, max_events: int) -> Sequence[int]:
+        # Several threads may wait at once: each takes a buffer from the pool
+        # and puts it back (one lost to an exception is simply made again).
         buffers = self._buffers
-        entry = buffers.pop() if buffers else self._buffer(max_events)
-        try:
-            if max_events > entry[2]:
-                entry = self._buffer(max_events)
-            n = lib.portaio_epoll_wait(self._epfd, entry[0], max_events, -1.0 if timeout is None else timeout)
-            if n <= 0:
-                if n < 0:
-                    self._wait_failed(ffi.errno)
-                return None
-            if n <= _CHUNK:
-                flat = (self._unpackers.get(n) or self._unpacker(n))(entry[1])
-            else:
-                flat = ()
-                for start in range(0, n, _CHUNK):
-                    count = min(_CHUNK, n - start)
-                    flat += (self._unpackers.get(count) or self._unpacker(count))(
-                        entry[1], start * _RECORD_SIZE
-                    )
-        finally:
-            buffers.append(entry)
-        keys: Any = flat if _PACKED_KEYS else list(zip(flat[0::2], flat[1::2], strict=True))
-        try:
-            return list(map(self._cache.__getitem__, keys))
-        except KeyError:
-            return self._slow_path(keys)
+        entry = buffers.pop() if buffers else self._buffer(_FIRST_BUFFER)
+        if max_events > entry[3]:
+            entry = self._buffer(max(max_events, 2 * entry[3]))
+        n = lib.portaio_epoll_wait(
+            self._epfd, entry[0], entry[1], max_events, -1.0 if timeout is None else timeout
+        )
+        if n > 0:
+            keys = (unpackers.get(n) or unpacker(n))(entry[2])
+            buffers.append(entry)  # only once read: another thread may take it next
+            return keys
+        buffers.append(entry)
+        if n < 0:
+            err = ffi.errno
+            # EINTR: return to Python, where pending signal handlers run
+            # (and may raise); the poller then waits for the time left.
+            if err != errno.EINTR and self._epfd >= 0:
+                raise OSError(err, f"portaio[epoll]: epoll_wait: {os.strerror(err)}")
+        return ()
 
-    def _wait_failed(self, err: int) -> None:
-        # EINTR: return to Python, where pending signal handlers run (and may
-        # raise); the caller then waits again for the time that is left.
-        if err != errno.EINTR and not self._closed:
-            raise OSError(err, f"portaio[epoll]: epoll_wait: {os.strerror(err)}")
+    def events_of(self, flags: int, fd: int, interest: int) -> tuple[int, bool]:
+        return translate(flags, _FROM_KERNEL), True
 
-    def _slow_path(self, keys: Any) -> list[Event]:
-        out: list[Event] = []
-        cache = self._cache
-        by_token = self._by_token
-        for key in keys:
-            event = cache.get(key)
-            if event is not None:
-                out.append(event)
-                continue
-            if _PACKED_KEYS:
-                raw, token = key & 0xFFFFFFFF, key >> 32
-            else:
-                raw, token = key
-            reg = by_token.get(token)
-            if reg is None:
-                continue  # unregistered or modified since the kernel queued it
-            if reg.handler is not None:
-                internal = reg.handler()
-                if internal is not None:
-                    out.append(internal)
-                continue
-            ready = translate(raw, _FROM_KERNEL) & (reg.events | ALWAYS_REPORTED)
-            if ready:
-                out.append(self._remember(reg, key, ready))
-        return out
+    def close(self) -> None:
+        epfd, self._epfd = self._epfd, -1
+        if epfd >= 0:
+            os.close(epfd)
 
-    def _close_backend(self) -> None:
-        self._by_token.clear()
-        os.close(self._epfd)
-
-    # ------------------------------------ timers, signals, wake-ups (native)
+    # ------------------------------------------------------------ sources
     # eventfd for wake(), a timerfd armed to the earliest deadline (absolute,
     # CLOCK_MONOTONIC, no timer slack, unlike epoll_pwait2's timeout) and the
     # process-wide signalfd of ``_signalfd.py``; all CLOEXEC | NONBLOCK.
     # Signals: the signalfd takes what the kernel delivers while they are
     # blocked; Python's wakeup fd catches those a thread that does not block
     # them took (it runs Python's C-level handler, which writes there).
-    _signal_kinds = ("signalfd", "wakeup-fd")
-    _timerfd = -1
+    def make_waker(self, host: Host) -> Waker:
+        from ._eventfd_waker import EventfdWaker
 
-    def _open_wake(self) -> None:
-        fd = lib.eventfd(0, lib.EFD_CLOEXEC | lib.EFD_NONBLOCK)
-        if fd < 0:
-            err = ffi.errno
-            raise OSError(err, f"portaio[epoll]: eventfd: {os.strerror(err)}")
-        self._eventfd = int(fd)
-        self._add_internal(self._eventfd, READABLE, self._drain_eventfd)
+        return EventfdWaker(host)
 
-    def _post_wake(self) -> None:
-        try:
-            os.write(self._eventfd, _ONE)
-        except OSError:
-            pass  # closed meanwhile: nobody waits any more
+    def make_timer(self, host: Host) -> TimerMechanism:
+        from ._timerfd_timer import TimerfdTimer
 
-    def _drain_eventfd(self) -> Event | None:
-        try:
-            os.read(self._eventfd, 8)
-        except OSError:
-            pass
-        return self._wake_fired()
+        return TimerfdTimer(host)
 
-    def _close_wake(self) -> None:
-        # The eventfd and the timerfd (the fds of wake-ups and timers).
-        for fd in (getattr(self, "_eventfd", -1), self._timerfd):
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        self._timerfd = -1
-
-    def _arm_timer(self, deadline: float) -> bool:
-        if self._timerfd < 0:
-            fd = lib.timerfd_create(lib.CLOCK_MONOTONIC, lib.TFD_CLOEXEC | lib.TFD_NONBLOCK)
-            if fd < 0:
-                return False  # poll() falls back on epoll_pwait2's own timeout
-            self._timerfd = int(fd)
-            self._add_internal(self._timerfd, READABLE, self._drain_timerfd)
-        if lib.portaio_timerfd_arm(self._timerfd, deadline) < 0:
-            err = ffi.errno
-            raise OSError(err, f"portaio[epoll]: timerfd_settime: {os.strerror(err)}")
-        return True
-
-    def _drain_timerfd(self) -> Event | None:
-        try:
-            os.read(self._timerfd, 8)
-        except OSError:
-            pass
-        self._timer_fired()
-        return None
-
-    def _new_signal_source(self, kind: str) -> SignalSource:
-        if kind != "signalfd":
-            return super()._new_signal_source(kind)
+    def make_signals(self, host: Host) -> SignalMechanism:
+        from ._shared_signals import SharedSignals
         from ._signalfd import SignalfdSource
 
-        return SignalfdSource()
+        return SharedSignals(host, (SignalfdSource, WakeupFdSource))

@@ -8,14 +8,14 @@ from typing import Any
 
 from .._types import Capabilities
 from ._flag_maps import FROM_POLL, POLLRDHUP, TO_POLL, translate
-from ._userspace import UserspacePoller
+from ._userspace import UserspaceBackend
 
-__all__ = ["UNAVAILABLE", "PollPoller"]
+__all__ = ["UNAVAILABLE", "PollBackend"]
 
 UNAVAILABLE: str | None = None if hasattr(select, "poll") else "select.poll is missing on this platform"
 
 
-class PollPoller(UserspacePoller):
+class PollBackend(UserspaceBackend):
     """The poll backend: one ``poll(2)`` per wait over every registered fd."""
 
     name = "poll"
@@ -74,5 +74,5 @@ class PollPoller(UserspacePoller):
             copy.register(fd, mask)
         return copy.poll(ms)
 
-    def _translate(self, bits: int) -> int:
-        return translate(bits, FROM_POLL)
+    def events_of(self, flags: int, fd: int, interest: int) -> tuple[int, bool]:
+        return translate(flags, FROM_POLL), True

@@ -17,9 +17,9 @@ from .._errors import Unsupported
 from .._flags import PRIORITY, RDHUP, READABLE, WRITABLE
 from .._types import Capabilities
 from ._flag_maps import FROM_POLL, POLLRDHUP, translate
-from ._userspace import UserspacePoller
+from ._userspace import UserspaceBackend
 
-__all__ = ["FD_SETSIZE", "UNAVAILABLE", "SelectPoller"]
+__all__ = ["FD_SETSIZE", "UNAVAILABLE", "SelectBackend"]
 
 UNAVAILABLE: str | None = None
 FD_SETSIZE = 1024  # glibc, macOS and the BSDs' default; Python is built with it
@@ -29,7 +29,7 @@ _POLLNVAL: int = getattr(select, "POLLNVAL", 32)
 _INVALID = 1 << 30  # our own bit: "fd closed behind our back"
 
 
-class SelectPoller(UserspacePoller):
+class SelectBackend(UserspaceBackend):
     """The select backend: one ``select(2)`` per wait, fds below ``FD_SETSIZE``."""
 
     name = "select"
@@ -49,23 +49,13 @@ class SelectPoller(UserspacePoller):
     )
     _invalid_bits = _INVALID
 
-    def _open_wake(self) -> None:
-        super()._open_wake()
-        if max(self._wake_fds) >= FD_SETSIZE:
-            # pipe() returns the lowest free numbers: none is left below the limit.
-            self._close_wake()
-            raise OSError(
-                errno.EMFILE,
-                f"portaio[select]: no fd below FD_SETSIZE ({FD_SETSIZE}) is free for its wake-up pipe",
-            )
-
     def _open_kernel(self) -> None:
         self._readers: set[int] = set()
         self._writers: set[int] = set()
         self._urgent: set[int] = set()
         self._masks: dict[int, int] = {}
 
-    def _check_interest(self, fd: int, events: int) -> None:
+    def check_interest(self, fd: int, events: int) -> None:
         if not events & (READABLE | WRITABLE | RDHUP):
             # Only select's read and write sets see hang-ups and errors; an fd
             # in the exceptional set alone would never report them.
@@ -151,5 +141,5 @@ class SelectPoller(UserspacePoller):
                 out.append((fd, _INVALID))
         return out
 
-    def _translate(self, bits: int) -> int:
-        return bits
+    def events_of(self, flags: int, fd: int, interest: int) -> tuple[int, bool]:
+        return flags, True  # _kernel_wait already speaks portaio's flags

@@ -24,6 +24,6 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Non
     cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for n, row in enumerate(cells):
-        print("  ".join(cell.rjust(widths[i]) for i, cell in enumerate(row)))
+        print("  ".join(cell.rjust(width) for cell, width in zip(row, widths)))
         if n == 0:
             print("  ".join("-" * width for width in widths))

@@ -98,7 +98,7 @@ def plot(results: dict[str, dict[int, float | None]], path: str) -> None:
     for name, row in results.items():
         points = [(n, t * 1e6) for n, t in row.items() if t is not None]
         if points:
-            xs, ys = zip(*points, strict=True)
+            xs, ys = zip(*points)
             ax.plot(xs, ys, marker="o", label=name)
     ax.set_xscale("log")
     ax.set_yscale("log")

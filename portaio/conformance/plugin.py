@@ -6,6 +6,7 @@ A backend that cannot run on this machine shows as *skipped* with the reason
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import threading
@@ -190,6 +191,25 @@ def reuse_closed_number(poller: portaio.Poller, fds: Closer) -> tuple[int, socke
     assert os.dup2(c.fileno(), r) == r
     fds.add(r)
     return r, d
+
+
+def collect_garbage() -> None:
+    """Collect until a collection frees nothing more (then fds held by garbage are closed).
+
+    One ``gc.collect()`` is not enough on PyPy: an object reachable from one
+    with a finaliser (the registered sockets of a poller an earlier test
+    dropped, a ``Popen``'s pipes) is freed only by the collection after the
+    finaliser ran, so an fd snapshot taken after one collection would still
+    hold fds that the next one closes.
+    """
+    gc.collect()
+    fds = open_fds()
+    for _ in range(10):
+        gc.collect()
+        now = open_fds()
+        if now == fds:
+            return
+        fds = now
 
 
 def open_fds() -> set[int]:

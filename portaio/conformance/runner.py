@@ -132,11 +132,9 @@ class Matrix:
         header = ["behaviour", *columns]
         rows = [[name, *(self.cells[name].get(c, "-") for c in columns)] for name in self.cells]
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(header, widths, strict=True)).rstrip()]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(header, widths)).rstrip()]
         lines.append("  ".join("-" * w for w in widths))
-        lines += [
-            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
-        ]
+        lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
         lines.append("")
         lines.append(f"{PASS}: behaves as the contract says; {FAIL}: breaks it")
         lines.append(f"{UNSUPPORTED}: refuses the mode with portaio.Unsupported, as the contract demands")

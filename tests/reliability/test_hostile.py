@@ -311,21 +311,28 @@ def test_failed_modify_leaves_the_old_registration_working(poller: portaio.Polle
 
 @pytest.mark.skipif("epoll" not in portaio.available_backends(), reason="epoll only: the DEL+ADD path")
 def test_epoll_modify_whose_readd_fails_keeps_the_old_registration(fds: Closer) -> None:
+    # A change to or from EXCLUSIVE is EPOLL_CTL_DEL then ADD; when the kernel
+    # refuses the ADD (here: EXCLUSIVE with ONESHOT, EINVAL, which the poller
+    # itself refuses before the kernel, so the backend is driven directly),
+    # the old registration must be added back and keep reporting.
+    from portaio.backends._base import make_key
+    from portaio.backends.epoll import EpollBackend
+
     a, b = fds.socketpair()
-    with portaio.Poller("epoll") as poller:
-        poller.register(a, READABLE | EXCLUSIVE, "old")
-        real_ctl = poller._ctl  # type: ignore[attr-defined]
-
-        def failing_ctl(op: int, reg: Any) -> int:
-            if reg.data == "new":
-                return errno.ENOSPC  # as at max_user_watches
-            return int(real_ctl(op, reg))
-
-        poller._ctl = failing_ctl  # type: ignore[attr-defined]
-        with pytest.raises(OSError):
-            poller.modify(a, READABLE, "new")
+    backend = EpollBackend()
+    try:
+        backend.add(a.fileno(), READABLE | EXCLUSIVE, 7)
+        with pytest.raises(OSError) as info:
+            backend.modify(a.fileno(), READABLE | EXCLUSIVE, 7, READABLE | EXCLUSIVE | ONESHOT, 8)
+        assert info.value.errno == errno.EINVAL
+        assert f"fd {a.fileno()}" in str(info.value) and "epoll" in str(info.value)
         b.send(b"x")
-        assert [(e.fd, e.data) for e in poller.poll(1.0)] == [(a.fileno(), "old")]
+        keys = backend.wait(1.0, 4)
+        assert [key >> 32 for key in keys] == [7], "the old registration (token 7) must keep reporting"
+        flags, _ = backend.events_of(keys[0] & 0xFFFFFFFF, a.fileno(), READABLE)
+        assert flags == READABLE and keys[0] == make_key(keys[0], 7)
+    finally:
+        backend.close()
 
 
 def test_reentrant_calls_from_a_signal_handler_during_poll(poller: portaio.Poller, fds: Closer) -> None:

@@ -44,7 +44,6 @@ def _pending(item: int) -> pytest.MarkDecorator:
 
 
 # ------------------------------------------------------------ 2. token wrap
-@pytest.mark.xfail(reason="issue 11 item 2: needs the core's token hook", strict=True)
 def test_token_wrap_never_reuses_a_live_token(backend: str, fds: Closer) -> None:
     with portaio.Poller(backend) as poller:
         poller.add_timer(30.0, data="timer")  # a native timer fd takes an early token too
@@ -83,7 +82,6 @@ def test_token_wrap_never_reuses_a_live_token(backend: str, fds: Closer) -> None
 
 
 # ------------------------------------------------------ 3. wake() racing close()
-@_pending(3)
 def test_wake_racing_close_never_writes_into_a_reused_number(backend: str) -> None:
     iterations, budget = 300, 20.0
     state: dict[str, object] = {"poller": None, "rounds": 0, "error": None}

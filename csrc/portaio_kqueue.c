@@ -1,0 +1,370 @@
+/* portaio's kqueue bindings (macOS, the BSDs, or libkqueue), compiled into
+   portaio._kqueue_cffi by build_ffi.py with -Wall -Wextra -Werror.  The
+   declarations cffi sees are KQUEUE_CDEF in build_ffi.py.  Python never
+   calls kevent() itself: these shims do, compiled against the system's
+   header, which resolves NetBSD's renamed symbol and each system's layout
+   of struct kevent. */
+#include <sys/types.h>
+#include <sys/event.h>
+#include <sys/time.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "portaio_timespec.h"
+
+typedef __typeof__(((struct kevent *)0)->ident) kq_ident_t;
+typedef __typeof__(((struct kevent *)0)->filter) kq_filter_t;
+typedef __typeof__(((struct kevent *)0)->flags) kq_flags_t;
+typedef __typeof__(((struct kevent *)0)->fflags) kq_fflags_t;
+typedef __typeof__(((struct kevent *)0)->data) kq_data_t;
+
+#if defined(EVFILT_LIBKQUEUE) || defined(__linux__)
+#define PORTAIO_LIBKQUEUE 1
+#else
+#define PORTAIO_LIBKQUEUE 0
+#endif
+
+#define PORTAIO_K_READ 0x1
+#define PORTAIO_K_READ_EOF 0x2
+#define PORTAIO_K_WRITE 0x4
+#define PORTAIO_K_WRITE_EOF 0x8
+#define PORTAIO_K_ERROR 0x10
+#define PORTAIO_K_PRIORITY 0x20
+#define PORTAIO_K_OTHER 0x40
+/* With PORTAIO_K_READ_EOF: nothing left to read (the read filter's data <= 0). */
+#define PORTAIO_K_DRAINED 0x80
+/* A PORTAIO_K_OTHER key (timer, signal, wake-up) carries its data, clamped
+   to 24 bits, above this shift: a signal's delivery count. */
+#define PORTAIO_K_DATA_SHIFT 8
+#define PORTAIO_K_DATA_MAX 0xFFFFFF
+#ifdef EVFILT_USER
+#define PORTAIO_HAVE_EVFILT_USER 1
+#define PORTAIO_EVFILT_USER EVFILT_USER
+#else
+#define PORTAIO_HAVE_EVFILT_USER 0
+#define PORTAIO_EVFILT_USER 0
+#endif
+#ifdef EVFILT_TIMER
+#define PORTAIO_HAVE_EVFILT_TIMER 1
+#define PORTAIO_EVFILT_TIMER EVFILT_TIMER
+#else
+#define PORTAIO_HAVE_EVFILT_TIMER 0
+#define PORTAIO_EVFILT_TIMER 0
+#endif
+#ifdef EVFILT_SIGNAL
+#define PORTAIO_HAVE_EVFILT_SIGNAL 1
+#define PORTAIO_EVFILT_SIGNAL EVFILT_SIGNAL
+#else
+#define PORTAIO_HAVE_EVFILT_SIGNAL 0
+#define PORTAIO_EVFILT_SIGNAL 0
+#endif
+#ifdef EVFILT_EXCEPT
+#define PORTAIO_HAVE_EVFILT_EXCEPT 1
+#define PORTAIO_EVFILT_EXCEPT EVFILT_EXCEPT
+#else
+#define PORTAIO_HAVE_EVFILT_EXCEPT 0
+#define PORTAIO_EVFILT_EXCEPT 0
+#endif
+#ifdef EV_DISPATCH
+#define PORTAIO_HAVE_EV_DISPATCH 1
+#define PORTAIO_EV_DISPATCH EV_DISPATCH
+#else
+#define PORTAIO_HAVE_EV_DISPATCH 0
+#define PORTAIO_EV_DISPATCH 0
+#endif
+#ifdef EV_RECEIPT
+#define PORTAIO_HAVE_EV_RECEIPT 1
+#define PORTAIO_EV_RECEIPT EV_RECEIPT
+#else
+#define PORTAIO_HAVE_EV_RECEIPT 0
+#define PORTAIO_EV_RECEIPT 0
+#endif
+#ifdef EV_OOBAND
+#define PORTAIO_HAVE_EV_OOBAND 1
+#define PORTAIO_EV_OOBAND EV_OOBAND
+#else
+#define PORTAIO_HAVE_EV_OOBAND 0
+#define PORTAIO_EV_OOBAND 0
+#endif
+#ifdef NOTE_OOB
+#define PORTAIO_HAVE_NOTE_OOB 1
+#define PORTAIO_NOTE_OOB NOTE_OOB
+#else
+#define PORTAIO_HAVE_NOTE_OOB 0
+#define PORTAIO_NOTE_OOB 0
+#endif
+#ifdef NOTE_LOWAT
+#define PORTAIO_HAVE_NOTE_LOWAT 1
+#define PORTAIO_NOTE_LOWAT NOTE_LOWAT
+#else
+#define PORTAIO_HAVE_NOTE_LOWAT 0
+#define PORTAIO_NOTE_LOWAT 0
+#endif
+#ifdef NOTE_TRIGGER
+#define PORTAIO_HAVE_NOTE_TRIGGER 1
+#define PORTAIO_NOTE_TRIGGER NOTE_TRIGGER
+#else
+#define PORTAIO_HAVE_NOTE_TRIGGER 0
+#define PORTAIO_NOTE_TRIGGER 0
+#endif
+#ifdef NOTE_USECONDS
+#define PORTAIO_HAVE_NOTE_USECONDS 1
+#define PORTAIO_NOTE_USECONDS NOTE_USECONDS
+#else
+#define PORTAIO_HAVE_NOTE_USECONDS 0
+#define PORTAIO_NOTE_USECONDS 0
+#endif
+#ifdef NOTE_NSECONDS
+#define PORTAIO_HAVE_NOTE_NSECONDS 1
+#define PORTAIO_NOTE_NSECONDS NOTE_NSECONDS
+#else
+#define PORTAIO_HAVE_NOTE_NSECONDS 0
+#define PORTAIO_NOTE_NSECONDS 0
+#endif
+#ifdef NOTE_SECONDS
+#define PORTAIO_HAVE_NOTE_SECONDS 1
+#define PORTAIO_NOTE_SECONDS NOTE_SECONDS
+#else
+#define PORTAIO_HAVE_NOTE_SECONDS 0
+#define PORTAIO_NOTE_SECONDS 0
+#endif
+
+int portaio_kq_open(void)
+{
+    int kq = kqueue();
+#if defined(FD_CLOEXEC) && defined(F_SETFD)
+    /* Native kqueues are never inherited by fork() but survive exec(). */
+    if (kq >= 0)
+        (void)fcntl(kq, F_SETFD, FD_CLOEXEC);
+#endif
+    return kq;
+}
+
+#if PORTAIO_LIBKQUEUE && defined(__GNUC__)
+/* libkqueue notices a closed kqueue later, from a monitoring thread; until
+   then it counts the number as its own, and its fork handler closes it in a
+   child even if it names another file by then.  Its Linux backend (2.7)
+   exports this call to finish pending closes at once; older ones lack it. */
+extern void libkqueue_drain_pending_close(void) __attribute__((weak));
+#endif
+
+int portaio_kq_close(int kq)
+{
+    int rc = close(kq);
+#if PORTAIO_LIBKQUEUE && defined(__GNUC__)
+    if (rc == 0 && libkqueue_drain_pending_close)
+        libkqueue_drain_pending_close();
+#endif
+    return rc;
+}
+
+void portaio_kq_set(struct kevent *changes, int i, uintptr_t ident, int filter, unsigned int flags,
+                    unsigned int fflags, int64_t data, uint64_t token)
+{
+    struct kevent *kev = &changes[i];
+    memset(kev, 0, sizeof(*kev));
+    kev->ident = ident;
+    kev->filter = (kq_filter_t)filter;
+    kev->flags = (kq_flags_t)flags;
+    kev->fflags = (kq_fflags_t)fflags;
+    kev->data = (kq_data_t)data;
+    kev->udata = (__typeof__(kev->udata))(uintptr_t)token;
+}
+
+int portaio_kq_apply(int kq, struct kevent *changes, int n, int *errors)
+{
+    static const struct timespec zero = {0, 0};
+    int i;
+    if (n < 0 || n > 8) {
+        errno = EINVAL;
+        return -1;
+    }
+    for (i = 0; i < n; i++)
+        errors[i] = 0;
+#ifdef EV_RECEIPT
+    {
+        struct kevent out[8];
+        int m, j;
+        for (i = 0; i < n; i++)
+            changes[i].flags |= EV_RECEIPT;
+        m = kevent(kq, changes, n, out, n, &zero);
+        if (m < 0)
+            return -1;
+        /* Receipts come back in change order; match them by filter too. */
+        for (j = 0, i = 0; j < m; j++) {
+            if (!(out[j].flags & EV_ERROR))
+                continue;
+            while (i < n && (changes[i].filter != out[j].filter || changes[i].ident != out[j].ident))
+                i++;
+            if (i == n)
+                break;
+            errors[i++] = (int)out[j].data;
+        }
+    }
+#else
+    for (i = 0; i < n; i++)
+        if (kevent(kq, &changes[i], 1, NULL, 0, &zero) < 0)
+            errors[i] = errno;
+#endif
+    return 0;
+}
+
+static uint32_t portaio_kq_bits(const struct kevent *ev)
+{
+    uint32_t bits = 0;
+    int eof = (ev->flags & EV_EOF) != 0;
+    if (ev->flags & EV_ERROR)
+        return PORTAIO_K_ERROR;
+    if (ev->filter == EVFILT_READ) {
+        bits = PORTAIO_K_READ | (eof ? PORTAIO_K_READ_EOF : 0);
+#ifdef EV_OOBAND
+        if (ev->flags & EV_OOBAND)
+            bits |= PORTAIO_K_PRIORITY;
+#endif
+    } else if (ev->filter == EVFILT_WRITE) {
+        bits = PORTAIO_K_WRITE | (eof ? PORTAIO_K_WRITE_EOF : 0);
+#ifdef EVFILT_EXCEPT
+    } else if (ev->filter == EVFILT_EXCEPT) {
+        bits = PORTAIO_K_PRIORITY;
+#endif
+    } else {
+        return PORTAIO_K_OTHER;
+    }
+    /* With EV_EOF, fflags holds the socket's pending error (a reset).
+       libkqueue instead leaves the fflags the filter was added with (our
+       NOTE_LOWAT) unless epoll said EPOLLERR. */
+#if PORTAIO_LIBKQUEUE && defined(NOTE_LOWAT)
+    if (eof && ev->fflags && !(ev->filter == EVFILT_READ && ev->fflags == NOTE_LOWAT))
+#else
+    if (eof && ev->fflags)
+#endif
+        bits |= PORTAIO_K_ERROR;
+    return bits;
+}
+
+int portaio_kq_user_add(int kq, uintptr_t ident, uint64_t token)
+{
+#ifdef EVFILT_USER
+    static const struct timespec zero = {0, 0};
+    struct kevent kev;
+    portaio_kq_set(&kev, 0, ident, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, token);
+    return kevent(kq, &kev, 1, NULL, 0, &zero) < 0 ? -1 : 0;
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int portaio_kq_user_trigger(int kq, uintptr_t ident, uint64_t token)
+{
+#if defined(EVFILT_USER) && defined(NOTE_TRIGGER)
+    static const struct timespec zero = {0, 0};
+    struct kevent kev;
+    /* Every change to a knote replaces its udata, a trigger's too. */
+    portaio_kq_set(&kev, 0, ident, EVFILT_USER, 0, NOTE_TRIGGER, 0, token);
+    return kevent(kq, &kev, 1, NULL, 0, &zero) < 0 ? -1 : 0;
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int portaio_kq_timer(int kq, uintptr_t ident, double seconds, uint64_t token)
+{
+#ifdef EVFILT_TIMER
+    static const struct timespec zero = {0, 0};
+    struct kevent kev;
+    unsigned int fflags = 0;
+    double units;
+    int64_t data;
+    if (seconds < 0) {
+        portaio_kq_set(&kev, 0, ident, EVFILT_TIMER, EV_DELETE, 0, 0, token);
+        return kevent(kq, &kev, 1, NULL, 0, &zero) < 0 ? -1 : 0;
+    }
+#if defined(NOTE_NSECONDS)
+    fflags = NOTE_NSECONDS;
+    units = ceil(seconds * 1e9);
+#elif defined(NOTE_USECONDS)
+    fflags = NOTE_USECONDS;
+    units = ceil(seconds * 1e6);
+#else
+    units = ceil(seconds * 1e3); /* the default unit: milliseconds */
+#endif
+#ifdef NOTE_CRITICAL
+    fflags |= NOTE_CRITICAL; /* macOS: no coalescing with other timers */
+#endif
+    /* Clamped to what data holds: a timer firing before the deadline is
+       re-armed by the caller, which never reports a timer early. */
+    if (units > (sizeof(kq_data_t) >= 8 ? 9.0e18 : 2147483647.0))
+        units = sizeof(kq_data_t) >= 8 ? 9.0e18 : 2147483647.0;
+    data = units < 1 ? 1 : (int64_t)units;
+    portaio_kq_set(&kev, 0, ident, EVFILT_TIMER, EV_ADD | EV_ONESHOT, fflags, data, token);
+    return kevent(kq, &kev, 1, NULL, 0, &zero) < 0 ? -1 : 0;
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int portaio_kq_wait(int kq, struct kevent *events, int nevents, double timeout,
+                    uint64_t *keys, int *scratch, int slots)
+{
+    struct timespec ts, *tsp;
+    int n, i, m = 0;
+    int *key_of = scratch;          /* record index -> key index */
+    int *table = scratch + nevents; /* ident hash -> record index, -1 empty */
+    unsigned int mask = (unsigned int)slots - 1;
+
+    tsp = portaio_timespec(timeout, &ts);
+    n = kevent(kq, NULL, 0, events, nevents, tsp);
+    if (n <= 0)
+        return n;
+    for (i = 0; i < n; i++) {
+        const struct kevent *ev = &events[i];
+        uint64_t token = (uint64_t)(uintptr_t)ev->udata & 0xFFFFFFFFu;
+        uint32_t bits = portaio_kq_bits(ev);
+        unsigned int h;
+        key_of[i] = -1;
+        if (bits & PORTAIO_K_OTHER) {
+            int64_t data = (int64_t)ev->data;
+            if (data < 0)
+                data = 0;
+            if (data > PORTAIO_K_DATA_MAX)
+                data = PORTAIO_K_DATA_MAX;
+            keys[m++] = token << 32 | bits | (uint64_t)data << PORTAIO_K_DATA_SHIFT;
+            continue;
+        }
+        if ((bits & PORTAIO_K_READ_EOF) && ev->data <= 0)
+            bits |= PORTAIO_K_DRAINED;
+        /* Merge the filters of one fd into one key (linear probing). */
+        h = ((unsigned int)ev->ident * 2654435761u) & mask;
+        while (table[h] >= 0) {
+            int j = table[h];
+            if (events[j].ident == ev->ident)
+                break;
+            h = (h + 1) & mask;
+        }
+        if (table[h] >= 0 && (keys[key_of[table[h]]] >> 32) == token) {
+            key_of[i] = key_of[table[h]];
+            keys[key_of[i]] |= bits;
+            continue;
+        }
+        table[h] = i;
+        key_of[i] = m;
+        keys[m++] = token << 32 | bits;
+    }
+    /* Leave the table empty for the next call. */
+    for (i = 0; i < n; i++) {
+        unsigned int h = ((unsigned int)events[i].ident * 2654435761u) & mask;
+        while (table[h] >= 0) {
+            table[h] = -1;
+            h = (h + 1) & mask;
+        }
+    }
+    return m;
+}

@@ -1,0 +1,282 @@
+"""The one poll loop: :meth:`Poller.poll <portaio.Poller.poll>`.
+
+Each round asks the sources in a fixed order and returns as soon as one
+round has something:
+
+1. *sources first* (unless the kernel is owed its turn): the sources that
+   need no kernel — due timers, signal deliveries, the ``wake()`` flag,
+   always-ready files — fill the batch, up to ``max_events``;
+2. *the kernel*: one backend wait for the room left (never more keys than
+   live tokens, so buffers are bounded by the registrations, not by the
+   argument); it does not block if a source has something, and it is
+   bounded by the earliest timer unless the backend's native timer will end
+   it.  Each key is one dict lookup into the event cache; a miss takes
+   :func:`dispatch`, where internal keys run their source's handler (a
+   drained waker, a fired timerfd, a signal source);
+3. *sources after* (unless they came first): what the handlers made ready,
+   and the sources, fill the room the kernel left.
+
+The batch lists timers, then signals, then the wake-up, then always-ready
+files, then the kernel's fds.  When ``max_events`` is short, what was left
+out comes first next time, as epoll's ready list rotates: sources the batch
+could not hold stay due, and a kernel passed over (no room left for it) is
+*owed*: the next poll asks it first, unless a timer was already due when it
+was passed over (those go first, in deadline order).  The four sources
+rotate among themselves too (``Poller._rotation``).  So a timer that is
+always due cannot starve an fd, nor an fd a timer: with ``max_events=1``
+they alternate.  With no source active (no timer pending that the kernel
+timer does not cover, no signal delivery or wake-up to report, no
+always-ready file), a round is just the kernel wait and the cache lookups.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._errors import PollerClosed
+from ._flags import ALWAYS_REPORTED, ONESHOT, WAKE
+from ._types import Event
+from ._validate import TIMEOUT_MAX, check_max_events, check_timeout
+
+if TYPE_CHECKING:
+    from ._poller import Poller
+
+__all__ = ["DEFAULT_MAX_EVENTS", "dispatch", "poll"]
+
+DEFAULT_MAX_EVENTS = 1024
+monotonic = time.monotonic
+_WAKE_EVENT = Event(-1, int(WAKE), None)
+_ALWAYS = int(ALWAYS_REPORTED)
+_ONESHOT = int(ONESHOT)
+_FLAGS = 0xFFFF_FFFF
+
+
+def poll(self: Poller, timeout: float | None = None, max_events: int | None = None) -> list[Event]:
+    """Wait for readiness and return the ready events.
+
+    *timeout* is ``None`` (block), ``0`` (ask the kernel, don't wait) or
+    seconds as a float, honoured as precisely as the backend can and never
+    early.  At most *max_events* events are returned; the rest come with the
+    next call.  A signal arriving meanwhile runs its Python handler; an
+    exception from the handler propagates, otherwise the wait resumes.
+    """
+    if timeout is not None:
+        cls = timeout.__class__
+        if (cls is not float and cls is not int) or not 0 <= timeout <= TIMEOUT_MAX:
+            timeout = check_timeout(timeout, self.name)
+    if max_events is None:
+        max_events = DEFAULT_MAX_EVENTS
+    elif max_events.__class__ is not int or max_events < 1:
+        max_events = check_max_events(max_events, self.name)
+    if self._closed:
+        raise PollerClosed(f"portaio[{self.name}]: poll() on a closed poller{self._closed_why}")
+    wait = self._wait
+    cache = self._cache
+    end = monotonic() + timeout if timeout else None
+    left = timeout
+    self._waiting += 1
+    try:
+        while True:
+            first: list[Any] | None = None
+            room = max_events
+            if self._sources:
+                first, left = _before_wait(self, left, max_events)
+                room -= len(first)
+            if room > self._capacity:
+                room = self._capacity
+            keys = wait(left, room) if room > 0 else None
+            if keys:
+                try:
+                    events = list(map(cache.__getitem__, keys))
+                except KeyError:
+                    events = dispatch(self, keys)
+            else:
+                events = []
+            if self._sources or first:
+                events = _after_wait(self, first, events, max_events)
+            if events:
+                return events
+            if self._closed:
+                raise PollerClosed(
+                    f"portaio[{self.name}]: the poller was closed during poll(){self._closed_why}"
+                )
+            if end is None:
+                if timeout is not None:
+                    return events  # timeout 0
+                left = None
+                continue
+            left = end - monotonic()
+            if left <= 0:
+                return events
+    finally:
+        self._waiting -= 1
+        if self._close_pending:
+            self._release_if_last()
+
+
+def dispatch(self: Poller, keys: Sequence[int]) -> list[Any]:
+    """The slow path: keys the cache does not know (new flags, internal or stale tokens)."""
+    out: list[Any] = []
+    cache = self._cache
+    by_token = self._by_token
+    backend = self._backend
+    factory = self._factory
+    for key in keys:
+        event = cache.get(key)
+        if event is not None:
+            out.append(event)
+            continue
+        token = key >> 32
+        reg = by_token.get(token)
+        if reg is None:
+            handler = self._handlers.get(token)
+            if handler is not None:
+                handler(key & _FLAGS)
+            continue  # else unregistered or modified since the kernel queued it
+        if not reg.armed:
+            continue
+        ready, cacheable = backend.events_of(key & _FLAGS, reg.fd, reg.events)
+        ready &= reg.events | _ALWAYS
+        if not ready:
+            continue
+        if reg.events & _ONESHOT and not self._oneshot_in_kernel:
+            with self._lock:
+                if not reg.armed or by_token.get(token) is not reg:
+                    continue
+                reg.armed = False
+                backend.disarm(reg.fd, reg.events, token)
+            out.append(factory(reg.fd, ready, reg.data))
+            continue
+        event = factory(reg.fd, ready, reg.data)
+        if cacheable and len(reg.keys) < 16:
+            reg.keys.append(key)
+            cache[key] = event
+            if by_token.get(token) is not reg:
+                # Unregistered meanwhile (its keys were dropped before this
+                # one was added): a reused token must never find it.
+                cache.pop(key, None)
+        out.append(event)
+    return out
+
+
+def _before_wait(self: Poller, left: float | None, max_events: int) -> tuple[list[Any], float | None]:
+    """Sources first unless the kernel is owed its turn; the wait's timeout given what they hold."""
+    first: list[Any] = []
+    owed = self._kernel_owed
+    if owed is None or _timer_due_by(self, owed):
+        _collect(self, max_events, first)
+        if first:
+            if len(first) < max_events:
+                self._kernel_owed = None  # the kernel gets the room left
+            elif owed is None:
+                self._kernel_owed = monotonic()  # passed over: its turn comes next
+            return first, 0
+        self._kernel_owed = None
+    else:
+        # The kernel was passed over and no timer due since is older: its turn.
+        self._kernel_owed = None
+        if _due(self):
+            return first, 0
+    queue = self._timer_queue
+    if queue is not None:
+        deadline = queue.next_deadline()
+        # Unless the native timer is armed to it, the wait itself must end there.
+        if deadline is not None and (deadline != self._armed_deadline or not self._timer_native):
+            until = max(deadline - monotonic(), 0.0)
+            if left is None or until < left:
+                left = until
+    if left is not None and left > TIMEOUT_MAX:
+        left = TIMEOUT_MAX
+    return first, left
+
+
+def _timer_due_by(self: Poller, instant: float) -> bool:
+    queue = self._timer_queue
+    if queue is None:
+        return False
+    deadline = queue.next_deadline()
+    return deadline is not None and deadline <= instant
+
+
+def _after_wait(self: Poller, first: list[Any] | None, events: list[Any], max_events: int) -> list[Any]:
+    """The sources, listed before the fds: collected before the wait, or now in the room left.
+
+    A round whose sources came first does not collect again (a timer or a
+    file would be listed twice); what became ready meanwhile comes next poll.
+    """
+    if first:
+        first.extend(events)
+        return first
+    more: list[Any] = []
+    room = max_events - len(events)
+    if room > 0:
+        _collect(self, room, more)
+    if not more:
+        return events
+    more.extend(events)
+    return more
+
+
+def _due(self: Poller) -> bool:
+    """True if a source has something to report now (the kernel wait must not block)."""
+    if self._wake_ready:
+        return True
+    state = self._signal_state
+    if state is not None and state.pending():
+        return True
+    queue = self._timer_queue
+    if queue is not None:
+        deadline = queue.next_deadline()
+        if deadline is not None and deadline <= monotonic():
+            return True
+    return self._files.has_ready()
+
+
+def _collect(self: Poller, limit: int, out: list[Any]) -> None:
+    """Append up to *limit* events of the sources, listed timers, signals, wake, files."""
+    parts: list[list[Any]] = [[], [], [], []]
+    with self._lock:
+        # When the room is short, the source served first rotates.
+        start = self._rotation = (self._rotation + 1) & 3
+        for i in range(4):
+            if limit <= 0:
+                break
+            which = (start + i) & 3
+            part = parts[which]
+            if which == 0:
+                queue = self._timer_queue
+                if queue is not None:
+                    queue.collect(monotonic(), limit, part)
+            elif which == 1:
+                state = self._signal_state
+                if state is not None:
+                    state.collect(limit, part)
+            elif which == 2:
+                if self._wake_ready:
+                    self._wake_ready = False
+                    part.append(_WAKE_EVENT)
+            elif len(self._files):
+                self._files.collect(limit, part, self._factory)
+            limit -= len(part)
+        if self._timer_queue is not None:
+            self._sync_timer()
+        _refresh(self)
+    for part in parts:
+        out.extend(part)
+
+
+def _refresh(self: Poller) -> None:
+    # Under the lock.  Sources stay active while one may have something the
+    # kernel will not announce: a timer the native timer does not cover,
+    # undelivered signals, a WAKE to report, an armed always-ready file.
+    # Everything else comes through a kernel key whose handler sets it again.
+    queue = self._timer_queue
+    active = False
+    if queue is not None and len(queue):
+        active = not self._timer_native or queue.next_deadline() != self._armed_deadline
+    state = self._signal_state
+    self._sources = (
+        active or self._wake_ready or (state is not None and state.pending()) or self._files.has_ready()
+    )
