@@ -88,7 +88,7 @@ int portaio_epoll_wait(int epfd, uint64_t *keys, int maxevents, double timeout)
     /* keys has room for maxevents struct epoll_event records (two uint64_t
        each: 16 bytes, the struct's size on every architecture but x86-64,
        where it is packed to 12).  The kernel fills it with records, then
-       each record becomes one key in place: events | token << 32 (the
+       each record becomes one key in place: token | events << 32 (the
        registration's token is data.u64), the same uint64_t on every
        architecture.  Key i (bytes 8i..8i+8) only overwrites records 0..i,
        already read, since a record is at least 8 bytes; memcpy keeps the
@@ -99,7 +99,7 @@ int portaio_epoll_wait(int epfd, uint64_t *keys, int maxevents, double timeout)
     for (int i = 0; i < n; i++) {
         struct epoll_event record;
         memcpy(&record, (const char *)keys + (size_t)i * sizeof record, sizeof record);
-        uint64_t key = (uint64_t)record.events | record.data.u64 << 32;
+        uint64_t key = (record.data.u64 & 0xFFFFFFFFu) | (uint64_t)record.events << 32;
         memcpy(keys + i, &key, sizeof key);
     }
     return n;

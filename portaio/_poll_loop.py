@@ -50,7 +50,7 @@ monotonic = time.monotonic
 _WAKE_EVENT = Event(-1, int(WAKE), None)
 _ALWAYS = int(ALWAYS_REPORTED)
 _ONESHOT = int(ONESHOT)
-_FLAGS = 0xFFFF_FFFF
+_TOKEN = 0xFFFF_FFFF  # a key is token | flags << 32 (backends/_base.py)
 _ZERO = 0
 
 
@@ -174,16 +174,16 @@ def dispatch(self: Poller, keys: Sequence[int]) -> list[Any]:
         if event is not None:
             out.append(event)
             continue
-        token = key >> 32
+        token = key & _TOKEN
         reg = by_token.get(token)
         if reg is None:
             handler = self._handlers.get(token)
             if handler is not None:
-                handler(key & _FLAGS)
+                handler(key >> 32)
             continue  # else unregistered or modified since the kernel queued it
         if not reg.armed:
             continue
-        ready, cacheable = backend.events_of(key & _FLAGS, reg.fd, reg.events)
+        ready, cacheable = backend.events_of(key >> 32, reg.fd, reg.events)
         ready &= reg.events | _ALWAYS
         if not ready:
             continue

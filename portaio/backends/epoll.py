@@ -2,7 +2,7 @@
 
 Each registration's ``epoll_data`` holds its 32-bit token (a modify makes a
 new one).  The C wait turns every ``struct epoll_event`` into one
-``uint64_t`` key, ``events | token << 32``, the same on every architecture
+``uint64_t`` key, ``token | events << 32``, the same on every architecture
 (x86-64 packs the struct to 12 bytes, the others pad it to 16: Python never
 sees it), and one ``struct`` unpack (``_unpack.py``) makes the integers the
 poller maps to cached events.

@@ -3,7 +3,7 @@
 Each registration's filters carry its 32-bit token in ``udata`` (a modify
 makes a new one).  The C side of one wait (``portaio_kq_wait`` in
 ``csrc/portaio_kqueue.c``) merges the read and write filters of one fd into
-a single 64-bit key, ``token << 32 | PORTAIO_K_* bits``, so the fast path is
+a single 64-bit key, ``token | PORTAIO_K_* bits << 32``, so the fast path is
 one ``kevent`` call, one ``struct`` unpack and one dict lookup per fd.  The
 poller's own knotes (``EVFILT_USER`` wake-up, ``EVFILT_TIMER``,
 ``EVFILT_SIGNAL``) get keys with ``PORTAIO_K_OTHER`` and their data (a
