@@ -113,7 +113,6 @@ _KQ_OPTIONAL = (
     "EVFILT_EXCEPT",
     "EV_DISPATCH",
     "EV_RECEIPT",
-    "EV_OOBAND",
     "NOTE_OOB",
     "NOTE_LOWAT",
     "NOTE_TRIGGER",
@@ -149,13 +148,15 @@ struct kevent {
 
 /* Bits of the low half of a key from portaio_kq_wait. */
 #define PORTAIO_K_READ ...
-#define PORTAIO_K_READ_EOF ...
 #define PORTAIO_K_WRITE ...
+#define PORTAIO_K_EXCEPT ...
+#define PORTAIO_K_READ_EOF ...
 #define PORTAIO_K_WRITE_EOF ...
-#define PORTAIO_K_ERROR ...
-#define PORTAIO_K_PRIORITY ...
+#define PORTAIO_K_EOF_ERROR ...
+#define PORTAIO_K_OOB ...
+#define PORTAIO_K_READ_EMPTY ...
+#define PORTAIO_K_FAILED ...
 #define PORTAIO_K_OTHER ...
-#define PORTAIO_K_DRAINED ...
 #define PORTAIO_K_DATA_SHIFT ...
 #define PORTAIO_K_DATA_MAX ...
 """
@@ -174,12 +175,12 @@ void portaio_kq_set(struct kevent *changes, int i, uintptr_t ident, int filter, 
 int portaio_kq_apply(int kq, struct kevent *changes, int n, int *errors);
 /* One wait, GIL released by cffi; timeout < 0 blocks, else seconds rounded
    up to the nanosecond.  Writes one key per fd to keys (the read and write
-   filters of one registration merged): token | PORTAIO_K_* bits << 32,
-   PORTAIO_K_DRAINED when the read filter says end of file with nothing left
-   to read; other filters (timers, signals, wake-ups) get their own key with
-   PORTAIO_K_OTHER and their data (clamped to PORTAIO_K_DATA_MAX) shifted by
-   PORTAIO_K_DATA_SHIFT.  scratch holds nevents + slots ints (slots a power
-   of two >= 2 * nevents).  Returns the number of keys or -1 with errno. */
+   filters of one registration merged): token | PORTAIO_K_* bits << 32 (the
+   summary of its records, see portaio/backends/_kevent.py); other filters
+   (timers, signals, wake-ups) get their own key with PORTAIO_K_OTHER and
+   their data (clamped to PORTAIO_K_DATA_MAX) shifted by PORTAIO_K_DATA_SHIFT.
+   scratch holds nevents + slots ints (slots a power of two >= 2 * nevents).
+   Returns the number of keys or -1 with errno. */
 int portaio_kq_wait(int kq, struct kevent *events, int nevents, double timeout,
                     uint64_t *keys, int *scratch, int slots);
 /* EVFILT_USER: add ident (EV_CLEAR, the token in udata), or trigger it
@@ -207,6 +208,8 @@ def kqueue_build_flags() -> tuple[dict[str, list[str]] | None, str]:
     import subprocess
     import sys
 
+    if sys.platform == "win32":
+        return None, "Windows has no kqueue (the afd backend is its O(ready) one)"
     if sys.platform == "darwin" or "bsd" in sys.platform or sys.platform.startswith("dragonfly"):
         return {}, f"native kqueue ({sys.platform})"
     pkg_config = shutil.which("pkg-config") or shutil.which("pkgconf")
@@ -253,11 +256,45 @@ def kqueue_ffi() -> FFI:
     return ffi
 
 
+# ---------------------------------------------------------------- afd (Windows)
+#
+# The state machine lives in csrc/portaio_afd.c (its essay explains the AFD
+# driver); Python only calls its seven functions.  The cdef is the part of
+# csrc/portaio_afd.h between the cffi markers, so the declarations exist once.
+# The same C is compiled by mingw-w64 with -Wall -Wextra -Werror and tested
+# under Wine by tools/wine-afd-test.sh; here, on Windows, by the compiler
+# setuptools finds (MSVC, at its default warning level).  portaio_afd.c is a
+# translation unit of its own: the Windows headers it needs (winsock2.h before
+# windows.h) never meet Python.h, which cffi's wrapper includes first.
+
+
+def afd_cdef() -> str:
+    """The declarations of ``csrc/portaio_afd.h`` that cffi reads."""
+    text = c_source("portaio_afd.h")
+    return text.split("/* cffi-begin */", 1)[1].split("/* cffi-end */", 1)[0]
+
+
+def afd_ffi() -> FFI:
+    """The builder of ``portaio._afd_cffi`` (Windows)."""
+    ffi = FFI()
+    ffi.cdef(afd_cdef())
+    ffi.set_source(
+        "portaio._afd_cffi",
+        '#include "portaio_afd.h"\n',
+        sources=[os.path.relpath(os.path.join(_CSRC, "portaio_afd.c"))],
+        include_dirs=[_CSRC],
+        libraries=["ws2_32"],
+    )
+    return ffi
+
+
 if __name__ == "__main__":
     import sys
 
     if sys.platform.startswith("linux"):
         epoll_ffi().compile(verbose=True)
+    if sys.platform == "win32":
+        afd_ffi().compile(verbose=True)
     kqueue_flags, kqueue_why = kqueue_build_flags()
     if kqueue_flags is not None:
         kqueue_ffi().compile(verbose=True)

@@ -61,12 +61,27 @@ int portaio_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint32_t token)
     return epoll_ctl(epfd, op, fd, &ev);
 }
 
+/* epoll_pwait2(2) reads the kernel's struct __kernel_timespec: two 64-bit
+   fields on every ABI.  glibc's struct timespec is not that on 32-bit ABIs
+   (i386: a 32-bit time_t and long), and the kernel would read garbage (every
+   wait failed with EINVAL on i386), so the syscall gets this layout. */
+struct portaio_kernel_timespec {
+    int64_t tv_sec;
+    int64_t tv_nsec;
+};
+
 static int portaio_epoll_wait_raw(int epfd, struct epoll_event *events, int maxevents, double timeout)
 {
 #ifdef SYS_epoll_pwait2
     if (portaio_pwait2_state != 0) {
-        struct timespec ts, *tsp = portaio_timespec(timeout, &ts);
-        int n = (int)syscall(SYS_epoll_pwait2, epfd, events, maxevents, tsp, NULL, (size_t)0);
+        struct timespec ts;
+        struct portaio_kernel_timespec kts, *ktsp = NULL;
+        if (portaio_timespec(timeout, &ts) != NULL) {
+            kts.tv_sec = (int64_t)ts.tv_sec;
+            kts.tv_nsec = (int64_t)ts.tv_nsec;
+            ktsp = &kts;
+        }
+        int n = (int)syscall(SYS_epoll_pwait2, epfd, events, maxevents, ktsp, NULL, (size_t)0);
         /* Old kernels say ENOSYS; some seccomp filters say EPERM for new syscalls. */
         if (n >= 0 || (errno != ENOSYS && errno != EPERM)) {
             portaio_pwait2_state = 1;

@@ -29,19 +29,28 @@ typedef __typeof__(((struct kevent *)0)->data) kq_data_t;
 #define PORTAIO_LIBKQUEUE 0
 #endif
 
+/* The summary of one fd's kevents in one wait, ORed into its key; the
+   Python side (portaio/backends/_kevent.py, summarize and translate_bits)
+   reads it, and its K_* constants are these. */
 #define PORTAIO_K_READ 0x1
-#define PORTAIO_K_READ_EOF 0x2
-#define PORTAIO_K_WRITE 0x4
-#define PORTAIO_K_WRITE_EOF 0x8
-#define PORTAIO_K_ERROR 0x10
-#define PORTAIO_K_PRIORITY 0x20
-#define PORTAIO_K_OTHER 0x40
-/* With PORTAIO_K_READ_EOF: nothing left to read (the read filter's data <= 0). */
-#define PORTAIO_K_DRAINED 0x80
+#define PORTAIO_K_WRITE 0x2
+#define PORTAIO_K_EXCEPT 0x4
+/* EV_EOF on the read or the except filter. */
+#define PORTAIO_K_READ_EOF 0x8
+#define PORTAIO_K_WRITE_EOF 0x10
+/* EV_EOF with a non-zero fflags: the socket's pending error. */
+#define PORTAIO_K_EOF_ERROR 0x20
+/* NOTE_OOB in an except record's fflags (not at EOF). */
+#define PORTAIO_K_OOB 0x40
+/* A read record with nothing to read (data <= 0). */
+#define PORTAIO_K_READ_EMPTY 0x80
+/* EV_ERROR: the kernel refused the filter. */
+#define PORTAIO_K_FAILED 0x100
+#define PORTAIO_K_OTHER 0x200
 /* A PORTAIO_K_OTHER key (timer, signal, wake-up) carries its data, clamped
-   to 24 bits, above this shift: a signal's delivery count. */
-#define PORTAIO_K_DATA_SHIFT 8
-#define PORTAIO_K_DATA_MAX 0xFFFFFF
+   to 22 bits, above this shift: a signal's delivery count. */
+#define PORTAIO_K_DATA_SHIFT 10
+#define PORTAIO_K_DATA_MAX 0x3FFFFF
 #ifdef EVFILT_USER
 #define PORTAIO_HAVE_EVFILT_USER 1
 #define PORTAIO_EVFILT_USER EVFILT_USER
@@ -83,13 +92,6 @@ typedef __typeof__(((struct kevent *)0)->data) kq_data_t;
 #else
 #define PORTAIO_HAVE_EV_RECEIPT 0
 #define PORTAIO_EV_RECEIPT 0
-#endif
-#ifdef EV_OOBAND
-#define PORTAIO_HAVE_EV_OOBAND 1
-#define PORTAIO_EV_OOBAND EV_OOBAND
-#else
-#define PORTAIO_HAVE_EV_OOBAND 0
-#define PORTAIO_EV_OOBAND 0
 #endif
 #ifdef NOTE_OOB
 #define PORTAIO_HAVE_NOTE_OOB 1
@@ -216,34 +218,29 @@ int portaio_kq_apply(int kq, struct kevent *changes, int n, int *errors)
 
 static uint32_t portaio_kq_bits(const struct kevent *ev)
 {
-    uint32_t bits = 0;
+    uint32_t bits;
     int eof = (ev->flags & EV_EOF) != 0;
     if (ev->flags & EV_ERROR)
-        return PORTAIO_K_ERROR;
+        return PORTAIO_K_FAILED;
     if (ev->filter == EVFILT_READ) {
-        bits = PORTAIO_K_READ | (eof ? PORTAIO_K_READ_EOF : 0);
-#ifdef EV_OOBAND
-        if (ev->flags & EV_OOBAND)
-            bits |= PORTAIO_K_PRIORITY;
-#endif
+        bits = PORTAIO_K_READ | (eof ? PORTAIO_K_READ_EOF : 0) | (ev->data <= 0 ? PORTAIO_K_READ_EMPTY : 0);
     } else if (ev->filter == EVFILT_WRITE) {
         bits = PORTAIO_K_WRITE | (eof ? PORTAIO_K_WRITE_EOF : 0);
-#ifdef EVFILT_EXCEPT
+#if defined(EVFILT_EXCEPT) && defined(NOTE_OOB)
     } else if (ev->filter == EVFILT_EXCEPT) {
-        bits = PORTAIO_K_PRIORITY;
+        /* xnu's except filter is the read filter: it fires for plain data
+           and at EOF too (where fflags becomes the socket's error); urgent
+           data is NOTE_OOB alone. */
+        bits = PORTAIO_K_EXCEPT | (eof ? PORTAIO_K_READ_EOF : ((ev->fflags & NOTE_OOB) ? PORTAIO_K_OOB : 0));
 #endif
     } else {
         return PORTAIO_K_OTHER;
     }
-    /* With EV_EOF, fflags holds the socket's pending error (a reset).
-       libkqueue instead leaves the fflags the filter was added with (our
-       NOTE_LOWAT) unless epoll said EPOLLERR. */
-#if PORTAIO_LIBKQUEUE && defined(NOTE_LOWAT)
-    if (eof && ev->fflags && !(ev->filter == EVFILT_READ && ev->fflags == NOTE_LOWAT))
-#else
+    /* With EV_EOF, fflags holds the socket's pending error (a reset, a
+       refused connect); the backend registers no fflags on these filters,
+       so libkqueue's copy of the registered ones is 0 too. */
     if (eof && ev->fflags)
-#endif
-        bits |= PORTAIO_K_ERROR;
+        bits |= PORTAIO_K_EOF_ERROR;
     return bits;
 }
 
@@ -339,8 +336,6 @@ int portaio_kq_wait(int kq, struct kevent *events, int nevents, double timeout,
             keys[m++] = token | ((uint64_t)bits | (uint64_t)data << PORTAIO_K_DATA_SHIFT) << 32;
             continue;
         }
-        if ((bits & PORTAIO_K_READ_EOF) && ev->data <= 0)
-            bits |= PORTAIO_K_DRAINED;
         /* Merge the filters of one fd into one key (linear probing). */
         h = ((unsigned int)ev->ident * 2654435761u) & mask;
         while (table[h] >= 0) {

@@ -1,4 +1,4 @@
-"""portaio: one readiness API over epoll, kqueue, poll and select.
+"""portaio: one readiness API over epoll, kqueue, AFD (Windows), poll and select.
 
 >>> import portaio
 >>> with portaio.Poller() as poller:

@@ -11,11 +11,14 @@ are the Poller's methods (assigned in its class body).
 from __future__ import annotations
 
 import threading
-import warnings
 from typing import TYPE_CHECKING
+
+from . import _main_thread, _signals
+from .backends._base import SignalMechanism
 
 if TYPE_CHECKING:
     from ._poller import Poller
+    from ._signals import PollerSignals
 
 __all__ = ["close"]
 
@@ -53,16 +56,49 @@ def _close_sources(self: Poller) -> None:
     if queue is not None:
         queue.clear()
     state = self._signal_state
-    if state is not None and state.watches:
-        if threading.current_thread() is not threading.main_thread():
-            warnings.warn(
-                f"portaio[{self.name}]: a poller watching signals was closed outside the main thread;"
-                " the main thread's signal handlers and mask may not be restored",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+    if state is None or not state.watches:
+        return
+    if threading.current_thread() is threading.main_thread():
+        _main_thread.run_pending()
         for watch in list(state.watches.values()):
             self._drop_signal(watch)
+    else:
+        _hand_over_signals(self, state)
+
+
+def _hand_over_signals(self: Poller, state: PollerSignals) -> None:
+    """Closing outside the main thread (a finaliser, say): restore the signals there.
+
+    Handlers, Python's wakeup fd and the mask can be put back by the main
+    thread only (see ``_main_thread.py``).  This poller stops counting
+    deliveries now; its signal mechanism, with the shared sources it holds
+    open, is handed over whole and closed there, so nothing writes into a
+    number that was released before the handler stopped writing.
+    """
+    signums = list(state.watches)
+    for signum in signums:
+        state.watches[signum]._poller = None
+        state.discard(signum)
+        _signals.drop_watcher(self, signum)
+    mechanism, self._signals = self._signals, _HandedOver()
+    # Under this poller's lock, with its backend still open.  The job then
+    # never takes the lock: a main thread running it from a signal handler
+    # may hold _signals' lock, which this thread takes below.
+    mechanism.detach()
+    _main_thread.hand_over_signals(mechanism, signums)
+
+
+class _HandedOver(SignalMechanism):
+    """In place of a signal mechanism handed to the main thread (see :func:`_hand_over_signals`)."""
+
+    def watch(self, signum: int) -> None:  # pragma: no cover - the poller is closed
+        raise AssertionError("portaio: a closed poller watches no signal")
+
+    def unwatch(self, signum: int) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
 
 
 def _release(self: Poller) -> None:

@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from . import _signals
+from . import _main_thread, _signals
 from ._flags import READABLE
 
 if TYPE_CHECKING:
@@ -97,6 +97,7 @@ class PollerHost:
 
     def deliver_signals(self, counts: dict[int, int]) -> None:
         """Deliveries drained from a shared source: to every poller watching each signal."""
+        _main_thread.run_pending()  # in the main thread: what a closed poller handed over
         poller = self._poller()
         for signum, count in counts.items():
             _signals.deliver(signum, count, poller)

@@ -13,13 +13,15 @@ plug in (``Host``) is in ``_host.py``.  Everything here is backend-free.
 
 from __future__ import annotations
 
+import errno
 import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from . import _closing, _fork, _host, _poll_loop, _watches
-from ._errors import AlreadyRegistered, NotRegistered, PollerClosed
+from . import _closing, _fork, _host, _main_thread, _poll_loop, _register, _watches
+from ._errors import NotRegistered, PollerClosed
+from ._register import _Reg
 from ._regular_files import AlwaysReadyFiles, is_regular_file
 from ._signals import PollerSignals
 from ._timers import TimerQueue
@@ -35,21 +37,6 @@ DEFAULT_MAX_EVENTS = _poll_loop.DEFAULT_MAX_EVENTS
 
 EventFactory = Callable[[int, int, Any], Any]
 """``factory(fd, events, data)``: what :meth:`Poller.poll` returns for an fd's readiness."""
-
-
-class _Reg:
-    """The private record of one registration: the public view plus bookkeeping."""
-
-    __slots__ = ("armed", "data", "events", "fd", "keys", "token", "view")
-
-    def __init__(self, fd: int, fileobj: Any, events: int, data: Any, token: int) -> None:
-        self.fd = fd
-        self.events = events
-        self.data = data
-        self.token = token
-        self.armed = True  # False once a ONESHOT (or EDGE always-ready file) was reported
-        self.keys: list[int] = []  # the cache keys of its events, dropped with it
-        self.view = Registration(fd, fileobj, events, data)
 
 
 class Poller:
@@ -72,6 +59,8 @@ class Poller:
     """
 
     poll = _poll_loop.poll
+    _stale = _register._stale
+    _drop_stale = _register._drop_stale
     close = _closing.close
     add_timer = _watches.add_timer
     add_signal = _watches.add_signal
@@ -133,6 +122,7 @@ class Poller:
         self._backend = cls()
         self._wait = self._backend.wait
         self._oneshot_in_kernel = cls.oneshot_in_kernel
+        self._add_tells_same_file = cls.add_tells_same_file
         self._interrupt_on_change = cls.interrupt_on_change
         self._host = _host.PollerHost(self)
         try:
@@ -147,6 +137,7 @@ class Poller:
             raise
         self._closed = False
         _fork.track(self)
+        _main_thread.run_pending()
 
     # ------------------------------------------------------------------ public
     @property
@@ -174,30 +165,47 @@ class Poller:
 
         Raises :class:`~portaio.AlreadyRegistered` if the fd is already
         registered, :class:`~portaio.Unsupported` for a mode the backend cannot
-        honour, :class:`OSError` (``EBADF``) for a closed fd.
+        honour, :class:`OSError` (``EBADF``) for a closed fd.  A registered
+        number closed without :meth:`unregister` and now naming another file is
+        no longer registered: the new file replaces the stale registration.
         """
         fd = fd_of(fileobj, self.name)
         interest = self._check_events(fd, events)
         with self._lock:
             self._check_open(fd)
-            if fd in self._regs:
-                raise AlreadyRegistered(f"portaio[{self.name}]: fd {fd} is already registered")
+            stale = self._regs.get(fd)
+            if stale is not None:
+                stale = self._stale(stale)
             reg = _Reg(fd, fileobj, interest, data, self._new_token())
             # Live before the kernel hears of it: a wait in another thread may
             # report it before add() returns, and would drop an unknown token.
             self._bind(reg)
             try:
-                self._backend.add(fd, interest, reg.token)
+                identity = self._backend.add(fd, interest, reg.token)
             except AlwaysReady as err:
                 self._unbind(reg)
+                self._drop_stale(stale)  # the number names a regular file now: a new file
                 if not self._emulate_files:
                     raise PermissionError(err.errno, str(err)) from None
+                reg.ident = _register.identity(self, fd)
+                reg.always = err.ready
                 self._files.put(reg)
                 self._sources = True
                 self._interrupt()  # a waiting poll must report it now
+            except OSError as err:
+                self._unbind(reg)
+                if stale is not None and err.errno == errno.EEXIST:
+                    # The kernel holds this very open file under the number.
+                    raise _register.already(self, fd) from None
+                raise
             except BaseException:
                 self._unbind(reg)
                 raise
+            else:
+                self._drop_stale(stale)
+                if identity is None and not self._add_tells_same_file:
+                    identity = _register.identity(self, fd)
+                reg.ident = identity
             self._regs[fd] = reg
             self._changed()
         return reg.view
@@ -212,7 +220,9 @@ class Poller:
             if old is None:
                 raise NotRegistered(f"portaio[{self.name}]: fd {fd} is not registered")
             reg = _Reg(fd, fileobj, interest, data, self._new_token())
+            reg.ident = old.ident
             if fd in self._files:
+                reg.always = old.always
                 self._files.put(reg)
                 self._sources = True
                 self._interrupt()
@@ -220,6 +230,17 @@ class Poller:
                 self._bind(reg)  # before the kernel: see register()
                 try:
                     self._backend.modify(fd, old.events, old.token, interest, reg.token)
+                except AlwaysReady as err:
+                    # The backend left the old registration; the file can
+                    # only be always ready now (a pipe whose reader is gone).
+                    self._unbind(reg)
+                    if not self._emulate_files:
+                        raise PermissionError(err.errno, str(err)) from None
+                    self._backend.remove(fd, old.events, old.token)
+                    reg.always = err.ready
+                    self._files.put(reg)
+                    self._sources = True
+                    self._interrupt()
                 except BaseException:
                     self._unbind(reg)
                     raise

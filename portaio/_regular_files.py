@@ -16,14 +16,14 @@ import stat
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._flags import EDGE, ONESHOT, READABLE, WRITABLE
+from ._flags import ALWAYS_REPORTED, EDGE, ONESHOT
 
 if TYPE_CHECKING:
-    from ._poller import _Reg
+    from ._register import _Reg
 
 __all__ = ["AlwaysReadyFiles", "is_regular_file"]
 
-_READY = int(READABLE | WRITABLE)
+_ALWAYS = int(ALWAYS_REPORTED)
 _ONCE = int(EDGE | ONESHOT)
 
 
@@ -34,6 +34,11 @@ def is_regular_file(fd: int) -> bool:
     except OSError:
         return False
     return stat.S_ISREG(mode) or stat.S_ISDIR(mode)
+
+
+def _flags(reg: _Reg) -> int:
+    """What an always-ready registration reports: its interest (and HANGUP, ERROR) of what it is."""
+    return (reg.events | _ALWAYS) & reg.always
 
 
 class AlwaysReadyFiles:
@@ -62,14 +67,14 @@ class AlwaysReadyFiles:
 
     def has_ready(self) -> bool:
         """True if some registration would be reported now."""
-        return any(reg.armed and reg.events & _READY for reg in self._regs.values())
+        return any(reg.armed and _flags(reg) for reg in self._regs.values())
 
     def collect(self, limit: int, out: list[Any], factory: Callable[[int, int, Any], Any]) -> None:
         """Append up to *limit* events; the reported go last, so the next batch starts with the others."""
         regs = self._regs
         count = 0
         for reg in list(regs.values()):
-            flags = reg.events & _READY
+            flags = _flags(reg)
             if not reg.armed or not flags:
                 continue
             if count >= limit:

@@ -20,12 +20,15 @@ from __future__ import annotations
 import collections
 import os
 import signal
+import socket
+import sys
 import threading
 import warnings
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import _main_thread
 from ._errors import AlreadyRegistered
 from ._flags import SIGNAL
 from ._types import Event
@@ -51,7 +54,7 @@ def check_signum(signum: Any, backend: str) -> int:
     number: int = int(signum)
     if number not in signal.valid_signals():
         raise ValueError(f"portaio[{backend}]: {signum} is not a valid signal number")
-    if number in (signal.SIGKILL, signal.SIGSTOP):
+    if sys.platform != "win32" and number in (signal.SIGKILL, signal.SIGSTOP):
         raise ValueError(f"portaio[{backend}]: {signal.Signals(number).name} cannot be caught")
     return number
 
@@ -132,18 +135,42 @@ class WakeupFdSource(SignalSource):
     """
 
     def __init__(self) -> None:
-        r, w = os.pipe()
-        os.set_blocking(r, False)
-        os.set_blocking(w, False)
-        self.fd, self._w = r, w
-        self._previous = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        if sys.platform == "win32":
+            # Windows' set_wakeup_fd takes a non-blocking socket, not a pipe.
+            r, w = socket.socketpair()
+            r.setblocking(False)
+            w.setblocking(False)
+            self._sockets: tuple[socket.socket, socket.socket] | None = (r, w)
+            self.fd, self._w = r.fileno(), w.fileno()
+        else:
+            self._sockets = None
+            self.fd, self._w = os.pipe()
+            os.set_blocking(self.fd, False)
+            os.set_blocking(self._w, False)
+        self._previous = signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
+
+    def _read(self) -> bytes:
+        if self._sockets is not None:
+            return self._sockets[0].recv(4096)
+        return os.read(self.fd, 4096)
+
+    def _forward(self, chunk: bytes) -> None:
+        if self._sockets is not None:
+            # On Windows the previous wakeup fd is a socket too.
+            previous = socket.socket(fileno=self._previous)
+            try:
+                previous.send(chunk)
+            finally:
+                previous.detach()
+        else:
+            os.write(self._previous, chunk)
 
     def drain(self) -> dict[int, int]:
         counts: dict[int, int] = {}
         chunks = []
         try:
             while True:
-                chunk = os.read(self.fd, 4096)
+                chunk = self._read()
                 if not chunk:
                     break
                 chunks.append(chunk)
@@ -154,7 +181,7 @@ class WakeupFdSource(SignalSource):
                 counts[signum] = counts.get(signum, 0) + 1
             if self._previous >= 0:
                 try:
-                    os.write(self._previous, chunk)
+                    self._forward(chunk)
                 except OSError:
                     pass
         return counts
@@ -178,6 +205,10 @@ class WakeupFdSource(SignalSource):
         self._close_fds()
 
     def _close_fds(self) -> None:
+        if self._sockets is not None:
+            for sock in self._sockets:
+                sock.close()
+            return
         for fd in (self.fd, self._w):
             try:
                 os.close(fd)
@@ -189,6 +220,18 @@ def _python_handler(signum: int, frame: Any) -> None:
     # Python runs it in the main thread for each delivery that reached its C
     # handler (which already wrote it to the wakeup fd).  Installed so that the
     # signal's previous disposition (often: terminate) does not apply.
+    if _main_thread.nudged or _main_thread.pending():
+        nudged = signum in _main_thread.nudged
+        _main_thread.nudged.discard(signum)
+        _main_thread.run_pending()
+        if nudged:
+            restore_if_unwatched(signum)  # left to this run (see _main_thread.nudge)
+        if signum not in _watchers:
+            # Restored just now (a poller closed in another thread handed it
+            # over): a real delivery belongs to the restored disposition.
+            if not nudged:
+                _main_thread.raise_unwatched({signum})
+            return
     for ref in list(_watchers.get(signum, ())):
         poller = ref()
         if poller is not None:
@@ -235,6 +278,9 @@ def release_source(kind: object) -> None:
 
 def install_handler(poller: Poller, signum: int) -> None:
     """Count *poller* among the watchers of *signum*; the first installs portaio's handler."""
+    # A restoration handed over by another thread comes first: portaio's own
+    # handler must never be saved as the one to put back.
+    _main_thread.run_pending()
     with _lock:
         watchers = _watchers.get(signum)
         if watchers is None:
@@ -245,19 +291,23 @@ def install_handler(poller: Poller, signum: int) -> None:
             watchers.append(weakref.ref(poller))
 
 
-def restore_handler(poller: object, signum: int) -> None:
-    """Drop *poller* from the watchers of *signum*; the last restores the saved handler."""
+def drop_watcher(poller: object, signum: int) -> None:
+    """Drop *poller* (and any poller already collected) from the watchers of *signum* (any thread).
+
+    A dropped poller's finaliser runs after its weak references were cleared.
+    The handler stays portaio's until :func:`restore_if_unwatched`.
+    """
     with _lock:
         watchers = _watchers.get(signum)
-        if watchers is None:
-            return
-        # Drop *poller* and any poller already collected (a dropped poller's
-        # finaliser runs after its weak references were cleared).
-        alive = [ref for ref in watchers if ref() is not None and ref() is not poller]
-        if len(alive) == len(watchers):
-            return
-        watchers[:] = alive
-        if watchers:
+        if watchers is not None:
+            watchers[:] = [ref for ref in watchers if ref() is not None and ref() is not poller]
+
+
+def restore_if_unwatched(signum: int) -> None:
+    """Main thread: put the saved handler of *signum* back if no poller watches it any more."""
+    with _lock:
+        watchers = _watchers.get(signum)
+        if watchers is None or watchers or signum in _main_thread.nudged:
             return
         previous = _saved_handlers.pop(signum)
         del _watchers[signum]
@@ -265,20 +315,20 @@ def restore_handler(poller: object, signum: int) -> None:
         # The handler was set outside Python (by C code): Python cannot put
         # it back, the default is the closest it can do.
         previous = signal.SIG_DFL
-    try:
-        signal.signal(signum, previous)
-    except ValueError:
-        warnings.warn(
-            f"portaio: the handler of {_signal_name(signum)} could not be restored outside the main thread",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+    signal.signal(signum, previous)
+
+
+def restore_handler(poller: object, signum: int) -> None:
+    """Main thread: drop *poller* from the watchers of *signum*; the last restores the saved handler."""
+    drop_watcher(poller, signum)
+    restore_if_unwatched(signum)
 
 
 def forget_after_fork() -> None:
     """In a forked child: restore handlers, masks and wakeup fd; forget every watcher."""
     global _lock
     _lock = threading.RLock()  # another thread of the parent may have held it
+    _main_thread.forget_after_fork()
     with _lock:
         saved = dict(_saved_handlers)
         sources = [source for source, _ in _sources.values()]

@@ -83,10 +83,10 @@ def _at_least(name: str, raw: str | None, wanted: int, command: str, why: str) -
 
 
 def _nofile() -> Check:
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - not POSIX
-        return Check("ulimit -n", "unknown", f">= {WANTED_FDS}", None, "", "open files per process")
+    if sys.platform == "win32":  # no per-process fd limit to raise: sockets are handles
+        return Check("ulimit -n", "n/a (Windows)", f">= {WANTED_FDS}", None, "", "no such limit on Windows")
+    import resource
+
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 
     def show(limit: int) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import errno
 import math
 import os
+import socket
+import sys
 from typing import Any
 
 from ._errors import Unsupported
@@ -118,12 +120,49 @@ def check_max_events(max_events: Any, backend: str) -> int:
 
 
 def check_fd_open(fd: int, backend: str) -> None:
-    """Raise ``OSError(EBADF)`` naming *fd* and *backend* if *fd* is not open."""
+    """Raise ``OSError(EBADF)`` naming *fd* and *backend* if *fd* is not open.
+
+    On Windows, where portaio watches sockets only, a handle that is open but
+    not a socket (a file, pipe or console fd) raises :class:`~portaio.Unsupported`.
+    """
+    file_identity(fd, backend)
+
+
+def file_identity(fd: int, backend: str) -> tuple[int, int] | None:
+    """``(st_dev, st_ino)`` of the open file *fd* names; ``OSError(EBADF)`` naming both if closed.
+
+    Numbers naming the same open file (a dup, or the same file put back
+    under its number) have the same identity; a new pipe or socket under a
+    reused number has another.  Two opens of one path share it too, and an
+    inode freed (its file deleted and closed) may be given to a new file: an
+    equal identity may be another open of the same inode, never a different
+    file that is still open.  None on Windows (a socket has no such
+    identity), after checking it is an open socket.
+    """
+    if sys.platform == "win32":
+        _check_socket_open(fd, backend)
+        return None
     try:
-        os.fstat(fd)
+        st = os.fstat(fd)
     except OSError as err:
         if err.errno == errno.EBADF:
             raise OSError(
                 errno.EBADF, f"portaio[{backend}]: fd {fd} is not an open file descriptor"
             ) from None
         raise
+    return st.st_dev, st.st_ino
+
+
+def _check_socket_open(fd: int, backend: str) -> None:
+    # Windows: a socket's fileno() is a SOCKET handle, unknown to os.fstat;
+    # os.fstat knows the C runtime's fds (files, pipes, consoles) only.
+    try:
+        socket.socket(fileno=fd).detach()
+        return
+    except OSError:
+        pass
+    try:
+        os.fstat(fd)
+    except OSError:
+        raise OSError(errno.EBADF, f"portaio[{backend}]: fd {fd} is not an open socket") from None
+    raise Unsupported(backend, "non-socket handles", f"fd {fd} is not a socket; Windows polls sockets only")

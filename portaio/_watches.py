@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from . import _poll_loop, _signals
+from . import _main_thread, _poll_loop, _signals
 from ._signals import PollerSignals, SignalWatch
 from ._timers import Timer, TimerQueue, check_delay
 
@@ -129,6 +129,7 @@ def _on_python_signal(self: Poller, signum: int) -> None:
 
 def _remove_signal(self: Poller, watch: SignalWatch) -> None:
     _signals.require_main_thread(self.name, "SignalWatch.remove()")
+    _main_thread.run_pending()
     with self._lock:
         if watch._poller is self:
             self._drop_signal(watch)

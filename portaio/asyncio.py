@@ -11,6 +11,11 @@ subprocesses, ``add_signal_handler``, ``sock_*`` calls, sendfile and timeouts
 behave exactly as on the default loop.  Signals go through Python's handlers
 and ``signal.set_wakeup_fd`` as asyncio expects; portaio's signalfd is never
 used here (it would take signals away from Python's handlers).
+
+On Windows the loop is a selector loop on the afd backend: ``add_reader``,
+``add_writer``, ``sock_*`` calls and streams without ``select()``'s 512-socket
+cap.  What asyncio's selector loops lack on Windows stays missing
+(subprocesses, ``add_signal_handler``: use the default Proactor loop for those).
 """
 
 from __future__ import annotations
@@ -57,7 +62,8 @@ class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
         super().__init__()
         self._portaio_backend = backend
 
-    def _loop_factory(self) -> Loop:
+    def new_event_loop(self) -> Loop:
+        """A new portaio loop (on Windows too, where the default policy's loop is a Proactor)."""
         return new_event_loop(self._portaio_backend)
 
 

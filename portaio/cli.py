@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``portaio`` command."""
     parser = argparse.ArgumentParser(
         prog=_PROG,
-        description="portaio: one readiness API over epoll, kqueue, poll and select.",
+        description="portaio: one readiness API over epoll, kqueue, AFD (Windows), poll and select.",
         epilog="Without a command, portaio runs 'info'.  'portaio COMMAND --help' describes each command.",
     )
     parser.add_argument("--version", action="version", version=f"portaio {portaio.__version__}")

@@ -29,6 +29,9 @@ from ._flags import EDGE, ERROR, EXCLUSIVE, HANGUP, RDHUP, READABLE, WRITABLE
 from ._poller import Poller
 from .backends import backend_class
 
+if sys.platform == "win32":  # pragma: no cover
+    raise ImportError("portaio echo is POSIX-only (fork, SO_REUSEPORT, signal masks)")
+
 __all__ = ["EchoServer", "build_parser", "main", "make_listener"]
 
 _BUF = 65536

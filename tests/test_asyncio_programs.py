@@ -175,12 +175,21 @@ def test_wait_for_timeouts(run: Callable[..., Any]) -> None:
         elapsed = time.monotonic() - t0
         assert 0.05 <= elapsed < 2
         # a stream read that never gets data times out too
-        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        accepted: list[asyncio.StreamWriter] = []
+
+        def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.append(writer)  # say nothing, but close it at the end (not the GC)
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
         async with server:
             reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
             with pytest.raises(asyncio.TimeoutError):
                 await asyncio.wait_for(reader.read(1), 0.05)
             writer.close()
+            await writer.wait_closed()
+            for other in accepted:
+                other.close()
+                await other.wait_closed()
         t0 = time.monotonic()
         await asyncio.sleep(0.02)
         assert time.monotonic() - t0 >= 0.02

@@ -16,6 +16,10 @@ from collections.abc import Iterator
 import pytest
 
 import portaio
+
+if sys.platform == "win32":  # pragma: no cover
+    pytest.skip("portaio echo is POSIX-only (fork, SO_REUSEPORT, signal masks)", allow_module_level=True)
+
 from portaio.echo import EchoServer, make_listener
 
 

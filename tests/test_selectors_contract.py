@@ -20,6 +20,7 @@ from selectors import EVENT_READ, EVENT_WRITE, BaseSelector, SelectorKey
 import pytest
 
 from portaio.conformance.plugin import Closer
+from portaio.conformance.signalling import handler_installed, signal_main_after
 from portaio.selectors import DefaultSelector, PortaioSelector
 
 
@@ -256,26 +257,23 @@ def test_select_with_nothing_registered(sel: PortaioSelector) -> None:
     assert sel.select(0.01) == []
 
 
-@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer")
 def test_select_eintr_resumes_for_the_time_left(sel: PortaioSelector, fds: Closer) -> None:
     """PEP 475: a signal handler runs, the wait goes on for the rest of its timeout."""
     a, _ = fds.socketpair()
     sel.register(a, EVENT_READ)
     caught: list[int] = []
-    old = signal.signal(signal.SIGALRM, lambda signum, frame: caught.append(signum))
-    try:
-        signal.setitimer(signal.ITIMER_REAL, 0.05)
+
+    def handler(signum: int, frame: object) -> None:
+        caught.append(signum)
+
+    with handler_installed(signal.SIGUSR1, handler), signal_main_after(0.05, signal.SIGUSR1):
         t0 = time.monotonic()
         assert sel.select(0.3) == []
         elapsed = time.monotonic() - t0
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-    assert caught == [signal.SIGALRM]
+    assert caught == [signal.SIGUSR1]
     assert 0.3 <= elapsed < 2.0
 
 
-@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer")
 @pytest.mark.parametrize("timeout", [None, 5.0])
 def test_select_eintr_handler_exception_propagates(
     sel: PortaioSelector, fds: Closer, timeout: float | None
@@ -289,16 +287,11 @@ def test_select_eintr_handler_exception_propagates(
     def handler(signum: int, frame: object) -> None:
         raise Stop
 
-    old = signal.signal(signal.SIGALRM, handler)
-    try:
-        signal.setitimer(signal.ITIMER_REAL, 0.05)
+    with handler_installed(signal.SIGUSR1, handler), signal_main_after(0.05, signal.SIGUSR1):
         t0 = time.monotonic()
         with pytest.raises(Stop):
             sel.select(timeout)
         assert time.monotonic() - t0 < 2.0
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def test_get_map_is_live_and_read_only(sel: PortaioSelector, fds: Closer) -> None:

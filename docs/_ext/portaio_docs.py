@@ -30,6 +30,7 @@ from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import nested_parse_with_titles
 
 import portaio
+from portaio.backends import _kevent
 from portaio.cli import format_seconds
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,38 @@ def capability_rows() -> tuple[list[str], list[list[str]], dict[str, str]]:
     return header, rows, {name: reasons[name] for name in portaio.BACKEND_NAMES if name in reasons}
 
 
+KQUEUE_FAMILIES = {
+    "macos": "macOS",
+    "freebsd": "FreeBSD",
+    "openbsd": "OpenBSD",
+    "netbsd": "NetBSD",
+    "libkqueue": "Linux (libkqueue)",
+}
+"""Column titles of the per-OS kqueue table, in the order of :data:`portaio.backends._kevent.KERNELS`."""
+
+
+def kqueue_rows() -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of kqueue's capabilities on each OS family, whatever the build machine."""
+    kernels = list(_kevent.KERNELS.values())
+    caps = [_kevent.capabilities(kernel) for kernel in kernels]
+    header = ["", *(KQUEUE_FAMILIES.get(kernel.name, kernel.name) for kernel in kernels)]
+    rows = []
+    for field in dataclasses.fields(portaio.Capabilities):
+        label = LABELS.get(field.name, field.name)
+        rows.append([label, *(_cell(field.name, getattr(c, field.name)) for c in caps)])
+    return header, rows
+
+
+def _list_table(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = [f".. list-table:: {title}", "   :header-rows: 1", "   :stub-columns: 1", ""]
+    for row in [header, *rows]:
+        first, *rest = row
+        lines.append(f"   * - {_escape(first)}")
+        lines.extend(f"     - {_escape(cell)}" for cell in rest)
+    lines.append("")
+    return lines
+
+
 def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("*", "\\*").replace("`", "\\`").replace("|", "\\|")
 
@@ -88,18 +121,11 @@ class CapabilitiesDirective(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         header, rows, unavailable = capability_rows()
         machine = f"{platform.system()} {platform.release()} ({platform.machine()})"
-        lines = [
-            ".. list-table:: Backends available on the machine that built these docs"
-            f" ({_escape(machine)}), best first",
-            "   :header-rows: 1",
-            "   :stub-columns: 1",
-            "",
-        ]
-        for row in [header, *rows]:
-            first, *rest = row
-            lines.append(f"   * - {_escape(first)}")
-            lines.extend(f"     - {_escape(cell)}" for cell in rest)
-        lines.append("")
+        lines = _list_table(
+            f"Backends available on the machine that built these docs ({_escape(machine)}), best first",
+            header,
+            rows,
+        )
         if unavailable:
             lines.append("Not available on that machine:")
             lines.append("")
@@ -109,6 +135,13 @@ class CapabilitiesDirective(SphinxDirective):
         lines.append(
             f"Default backend there: ``{portaio.default_backend()}``"
             f" (``PORTAIO_BACKEND`` {'set' if os.environ.get('PORTAIO_BACKEND') else 'unset'})."
+        )
+        lines.append("")
+        lines.extend(
+            _list_table(
+                "kqueue on each OS family, whatever machine built these docs (from portaio.backends._kevent)",
+                *kqueue_rows(),
+            )
         )
         container = nodes.container(classes=["portaio-capabilities"])
         self.state.nested_parse(

@@ -16,12 +16,13 @@ from ._base import Backend
 
 __all__ = ["BACKEND_NAMES", "available_backends", "backend_class", "default_backend", "unavailable_reasons"]
 
-BACKEND_NAMES = ("epoll", "kqueue", "poll", "select")
+BACKEND_NAMES = ("epoll", "kqueue", "afd", "poll", "select")
 """Every backend portaio knows, best first."""
 
 _CLASSES = {
     "epoll": "EpollBackend",
     "kqueue": "KqueueBackend",
+    "afd": "AfdBackend",
     "poll": "PollBackend",
     "select": "SelectBackend",
 }

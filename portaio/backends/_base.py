@@ -66,6 +66,7 @@ __all__ = [
     "TOKEN_MAX",
     "AlwaysReady",
     "Backend",
+    "FileIdentity",
     "Host",
     "SignalMechanism",
     "TimerMechanism",
@@ -81,19 +82,31 @@ TOKEN_MAX = 0xFFFF_FFFF
 """Tokens run from 1 to this (0 is never a token)."""
 
 
+FileIdentity = tuple[int, int]
+"""``(st_dev, st_ino)`` of an open file (see ``_validate.file_identity``)."""
+
+
 def make_key(flags: int, token: int) -> int:
     """The key of *flags* (a backend's 32-bit flag word) reported for *token*."""
     return token | (flags & 0xFFFF_FFFF) << FLAGS_SHIFT
 
 
 class AlwaysReady(OSError):
-    """Raised by :meth:`Backend.add` for a file the kernel refuses because it never blocks.
+    """Raised by :meth:`Backend.add` (or ``modify``) for a file whose readiness can never change.
 
     Regular files, directories and ``/dev/null`` on epoll (``EPERM``), regular
-    files on kqueue.  The core then reports the file readable and writable on
-    every poll, as ``poll(2)`` does, without the kernel.  Construct it as the
+    files on kqueue: the core then reports the file readable and writable on
+    every poll, as ``poll(2)`` does, without the kernel.  kqueue also raises it
+    for a pipe whose reader is gone, where FreeBSD and OpenBSD refuse the
+    write filter (``EPIPE``, older NetBSD ``EBADF``): *ready* is then
+    ``WRITABLE | ERROR``, what epoll reports for it.  Construct it as the
     ``OSError`` it replaces (errno, message naming the fd and backend).
     """
+
+    def __init__(self, err: int, message: str, ready: int = 0x3) -> None:
+        super().__init__(err, message)
+        self.ready = ready
+        """What the core reports, masked by the interest (HANGUP, ERROR always); default READABLE|WRITABLE."""
 
 
 class Host(Protocol):
@@ -205,6 +218,17 @@ class SignalMechanism(abc.ABC):
     def close(self) -> None:
         """Stop every watch and release shared sources (the poller closes)."""
 
+    def detach(self) -> None:
+        """The poller closes outside the main thread: let go of it now (its lock is held).
+
+        Stop using the poller's own kernel object (unwatch the fds, delete
+        the filters, drop the tokens it gave); keep what is process-wide (the
+        mask, shared sources, Python's wakeup fd) for :meth:`unwatch` and
+        :meth:`close`, which the main thread calls later, without the poller's
+        lock (see ``portaio/_main_thread.py``).  Default: nothing to let go.
+        """
+        return None
+
     def close_after_fork(self) -> None:
         """In a forked child: forget watches, touch nothing shared (``_signals`` resets the rest)."""
         return None
@@ -238,6 +262,13 @@ class Backend(abc.ABC):
     """True where the kernel disarms a reported ONESHOT registration by itself
     (epoll): the core then caches such events and never calls :meth:`disarm`."""
 
+    add_tells_same_file: ClassVar[bool] = False
+    """True where :meth:`add` of a number already watched raises ``EEXIST`` if
+    it still names the same open file, and succeeds for a new file that took
+    the number after the old one was closed (epoll: its entries are keyed by
+    file and number).  Elsewhere the core records each file's identity
+    (``st_dev``, ``st_ino``) at register and compares (DESIGN item 6)."""
+
     def fileno(self) -> int:
         """The kernel object's fd, or -1 where there is none (poll, select)."""
         return -1
@@ -250,13 +281,16 @@ class Backend(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def add(self, fd: int, events: int, token: int) -> None:
+    def add(self, fd: int, events: int, token: int) -> FileIdentity | None:
         """Watch *fd* for *events* (portaio flags), its keys carrying *token*.
 
         Raises :class:`AlwaysReady` for a file the kernel refuses because it
         never blocks, :class:`OSError` otherwise (EBADF for a closed fd),
         leaving nothing behind.  The core knows *token* before this call: a
         wait in another thread may report it before ``add`` returns.
+        Returns the file's ``(st_dev, st_ino)`` if it looked anyway (poll and
+        select check the fd is open), else None: the core then looks itself,
+        unless :attr:`add_tells_same_file`.
         """
 
     @abc.abstractmethod

@@ -7,14 +7,19 @@ select backends, are here too.
 
 from __future__ import annotations
 
+import platform
 import select
+import sys
 from collections.abc import Iterable
 
 from .._flags import ERROR, HANGUP, PRIORITY, RDHUP, READABLE, WRITABLE
 
 __all__ = ["FROM_POLL", "POLLRDHUP", "TO_POLL", "translate"]
 
-POLLRDHUP: int = getattr(select, "POLLRDHUP", 0)
+# PyPy's select module (7.3.11) does not export POLLRDHUP although Linux has it
+# everywhere: the kernel's value, 0x2000 (0x800 on SPARC).
+_LINUX_POLLRDHUP = 0x800 if platform.machine().startswith("sparc") else 0x2000
+POLLRDHUP: int = getattr(select, "POLLRDHUP", _LINUX_POLLRDHUP if sys.platform == "linux" else 0)
 """``POLLRDHUP`` where the system has it (Linux), else 0."""
 
 TO_POLL: list[tuple[int, int]] = [

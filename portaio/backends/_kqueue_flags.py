@@ -1,28 +1,20 @@
-"""kqueue's words and portaio's: the one place the kqueue backend translates flags.
+"""kqueue's constants as this build has them, and interest to kevent changes.
 
-Interest to filters (:func:`adds`, :func:`each`) and a key's merged
-``PORTAIO_K_*`` bits back to :class:`~portaio.Events` (:func:`events_of`).
-kqueue's words differ from epoll's; :func:`events_of` translates them so
-every backend reports the same thing:
-
-* ``EV_EOF`` on the read filter of a socket is RDHUP; HANGUP and ERROR after
-  an EOF are what ``poll(2)`` says of the fd (both directions closed, an error
-  pending), so a local ``shutdown(SHUT_WR)``, which sets ``EV_EOF`` on the
-  write filter, is no hang-up.  EOF answers are never cached (they probe the
-  fd).
-* ``EV_EOF`` with a non-zero ``fflags`` (the socket's pending error, e.g. a
-  reset) is ERROR (``PORTAIO_K_ERROR``, set by the C wait).
-* A pipe, FIFO or tty whose other end is gone: a hang-up for the reading end
-  (alone once drained, ``PORTAIO_K_DRAINED``), an error for the writing end.
+What the filters are for an interest mask is decided by the pure
+:func:`portaio.backends._kevent.filters_for`; this module gives it the
+build's numbers (:func:`adds`, :func:`each`).  The other direction, a key's
+summary bits to :class:`~portaio.Events`, is
+:func:`portaio.backends._kevent.translate_bits`, called by the backend.
 """
 
 from __future__ import annotations
 
 import os
-import select
 import stat
+import sys
 
-from .._flags import EDGE, ERROR, HANGUP, ONESHOT, PRIORITY, RDHUP, READABLE, WRITABLE
+from .._flags import PRIORITY
+from . import _kevent
 
 try:
     from .._kqueue_cffi import lib
@@ -31,9 +23,18 @@ except ImportError:  # pragma: no cover - depends on the build
 else:
     HAVE_KQUEUE = True
 
-__all__ = ["adds", "each", "events_of", "have"]
-
-_INT_MAX = 2**31 - 1
+__all__ = [
+    "KERNEL",
+    "adds",
+    "each",
+    "have",
+    "is_fifo",
+    "is_null_device",
+    "is_socket",
+    "kind_of",
+    "merge_keys",
+    "outcome",
+]
 
 
 def have(name: str) -> bool:
@@ -49,58 +50,58 @@ if HAVE_KQUEUE:
     EV_ADD, EV_DELETE = int(lib.EV_ADD), int(lib.EV_DELETE)
     EV_DISABLE = int(lib.EV_DISABLE)
     EV_CLEAR = int(lib.EV_CLEAR)
+    EV_ONESHOT = int(lib.EV_ONESHOT)
     # EV_DISPATCH disables a fired filter so modify can re-enable it; where
     # it is missing EV_ONESHOT deletes it and modify adds it again.
     EV_ONCE = int(lib.PORTAIO_EV_DISPATCH) if have("EV_DISPATCH") else int(lib.EV_ONESHOT)
-    NOTE_OOB = int(lib.PORTAIO_NOTE_OOB)
-    NOTE_LOWAT = int(lib.PORTAIO_NOTE_LOWAT) if have("NOTE_LOWAT") else 0
-    K_READ, K_READ_EOF = int(lib.PORTAIO_K_READ), int(lib.PORTAIO_K_READ_EOF)
-    K_WRITE, K_WRITE_EOF = int(lib.PORTAIO_K_WRITE), int(lib.PORTAIO_K_WRITE_EOF)
-    K_ERROR, K_PRIORITY = int(lib.PORTAIO_K_ERROR), int(lib.PORTAIO_K_PRIORITY)
-    K_OTHER, K_DRAINED = int(lib.PORTAIO_K_OTHER), int(lib.PORTAIO_K_DRAINED)
+    NOTE_OOB = int(lib.PORTAIO_NOTE_OOB) if have("EVFILT_EXCEPT") and have("NOTE_OOB") else 0
+    K_OTHER = int(lib.PORTAIO_K_OTHER)
     K_DATA_SHIFT = int(lib.PORTAIO_K_DATA_SHIFT)
+    LIBKQUEUE = bool(lib.PORTAIO_LIBKQUEUE)
 else:  # pragma: no cover
     EVFILT_READ = EVFILT_WRITE = EVFILT_EXCEPT = EVFILT_SIGNAL = 0
-    EV_ADD = EV_DELETE = EV_DISABLE = EV_CLEAR = EV_ONCE = 0
-    NOTE_OOB = NOTE_LOWAT = 0
-    K_READ = K_READ_EOF = K_WRITE = K_WRITE_EOF = K_ERROR = K_PRIORITY = K_OTHER = K_DRAINED = 0
-    K_DATA_SHIFT = 8
-K_EOF = K_READ_EOF | K_WRITE_EOF
-_POLLHUP: int = getattr(select, "POLLHUP", 16)
-_POLLERR: int = getattr(select, "POLLERR", 8)
+    EV_ADD = EV_DELETE = EV_DISABLE = EV_CLEAR = EV_ONESHOT = EV_ONCE = 0
+    NOTE_OOB = 0
+    K_OTHER = 0x200
+    K_DATA_SHIFT = 10
+    LIBKQUEUE = False
+
+_FILTERS = {_kevent.READ: EVFILT_READ, _kevent.WRITE: EVFILT_WRITE, _kevent.EXCEPT: EVFILT_EXCEPT}
+
+
+def _family() -> _kevent.Kernel:
+    if LIBKQUEUE:
+        return _kevent.LIBKQUEUE
+    for prefix, kernel in (
+        ("darwin", _kevent.MACOS),
+        ("freebsd", _kevent.FREEBSD),
+        ("openbsd", _kevent.OPENBSD),
+        ("netbsd", _kevent.NETBSD),
+    ):
+        if sys.platform.startswith(prefix):
+            return kernel
+    return _kevent.FREEBSD  # DragonFly and other FreeBSD descendants
+
+
+KERNEL = _kevent.Kernel(
+    _family().name,
+    note_oob=NOTE_OOB,
+    silent_errors=not LIBKQUEUE,
+    evfilt_user=have("EVFILT_USER") and have("NOTE_TRIGGER"),
+    signals=_family().signals,
+)
+"""The kernel family this build runs on, with what its header really has."""
 
 Change = tuple[int, int, int, int]
 """``(filter, flags, fflags, data)``, one kevent change for an fd."""
 
 
-def adds(events: int) -> list[Change]:
-    """The changes that add the filters for an interest mask."""
-    mode = EV_ADD
-    if events & EDGE:
-        mode |= EV_CLEAR
-    if events & ONESHOT:
-        mode |= EV_ONCE
+def adds(events: int, level: bool = False) -> list[Change]:
+    """The changes that add the filters for an interest mask (*level*: helpers level-triggered)."""
     out = []
-    # The write filter goes first: libkqueue watches a socket's two filters
-    # through one epoll registration and keeps only the option bits of the
-    # filter added last, so a read filter added before the write filter loses
-    # EPOLLRDHUP, and a peer's shutdown is no EV_EOF while data is unread.
-    if events & WRITABLE:
-        out.append((EVFILT_WRITE, mode, 0, 0))
-    if events & READABLE:
-        out.append((EVFILT_READ, mode, 0, 0))
-    elif events & (RDHUP | PRIORITY):
-        # Without READABLE, the read filter is there for end of file: a
-        # socket's reports it whatever its low-water mark, so a huge one
-        # keeps plain data from waking the poll.  For PRIORITY alone it only
-        # brings hang-ups (EVFILT_EXCEPT says nothing of them); a half-close
-        # is no hang-up and nothing to report, so it is edge-triggered there
-        # to never wake a poll again and again for nothing.
-        lowat = (NOTE_LOWAT, _INT_MAX) if NOTE_LOWAT else (0, 0)
-        helper = mode if events & RDHUP else mode | EV_CLEAR
-        out.append((EVFILT_READ, helper, *lowat))
-    if events & PRIORITY:
-        out.append((EVFILT_EXCEPT, mode, NOTE_OOB, 0))
+    for filt, clear, once in _kevent.filters_for(events & ~(0 if NOTE_OOB else PRIORITY), level):
+        flags = EV_ADD | (EV_CLEAR if clear else 0) | (EV_ONCE if once else 0)
+        out.append((_FILTERS[filt], flags, NOTE_OOB if filt == _kevent.EXCEPT else 0, 0))
     return out
 
 
@@ -109,58 +110,27 @@ def each(events: int, flags: int) -> list[Change]:
     return [(f, flags, 0, 0) for f, _, _, _ in adds(events)]
 
 
-def events_of(bits: int, fd: int, interest: int) -> tuple[int, bool]:
-    """The portaio flags of a key's ``PORTAIO_K_*`` *bits* for *fd*, and whether cacheable."""
-    if bits & K_OTHER:
-        return 0, False
-    ready = 0
-    if bits & K_READ:
-        ready |= READABLE
-    if bits & K_WRITE:
-        ready |= WRITABLE
-    if bits & K_PRIORITY:
-        ready |= PRIORITY
-    if bits & K_ERROR:
-        ready |= ERROR
-    if not bits & K_EOF:
-        return ready, True
-    if is_socket(fd):
-        # Half a socket's end is no hang-up: poll(2) says when both
-        # directions are closed.
-        if bits & K_READ_EOF:
-            ready |= RDHUP
-        ready |= _poll_says(fd)
-    else:
-        # A pipe, FIFO or tty whose other end is gone: as poll(2) and epoll
-        # say, a hang-up for the reading end (alone once drained, where
-        # kqueue says readable), an error for the writing end, whichever
-        # filter noticed.  An end that cannot read (write) is never readable
-        # (writable).
-        mode = _access_mode(fd)
-        drained = bits & K_DRAINED
-        if mode == os.O_WRONLY:
-            ready = (ready | ERROR) & ~READABLE
-        elif mode == os.O_RDONLY:
-            ready = (ready | HANGUP) & ~(WRITABLE | (READABLE if drained else 0))
-        else:  # read-write (a FIFO, a tty): the filter says which side
-            if bits & K_READ_EOF:
-                ready = (ready | HANGUP) & ~(READABLE if drained else 0)
-            if bits & K_WRITE_EOF:
-                ready |= ERROR
-    return ready, False
+def kind_of(fd: int) -> int:
+    """What *fd* is for the translation: a socket, a pipe or FIFO end, or another file."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return _kevent.READ_WRITE
+    if stat.S_ISSOCK(mode):
+        return _kevent.SOCKET
+    if sys.platform == "win32":  # pragma: no cover - no kqueue there; the module loads anywhere
+        return _kevent.READ_WRITE
+    import fcntl
 
-
-def _poll_says(fd: int) -> int:
-    """What ``poll(2)`` reports of *fd* unasked: HANGUP and ERROR bits, in portaio's terms."""
-    probe = select.poll()
-    probe.register(fd, 0)
-    ready = 0
-    for _, bits in probe.poll(0):
-        if bits & _POLLHUP:
-            ready |= HANGUP
-        if bits & _POLLERR:
-            ready |= ERROR
-    return ready
+    try:
+        access = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+    except OSError:
+        return _kevent.READ_WRITE
+    if access == os.O_RDONLY:
+        return _kevent.READ_END
+    if access == os.O_WRONLY:
+        return _kevent.WRITE_END
+    return _kevent.READ_WRITE
 
 
 def is_socket(fd: int) -> bool:
@@ -171,6 +141,29 @@ def is_socket(fd: int) -> bool:
         return False
 
 
+def _null_device() -> int | None:
+    if sys.platform == "win32":  # pragma: no cover - no st_rdev, and no kqueue
+        return None
+    try:
+        return os.stat(os.devnull).st_rdev
+    except OSError:  # pragma: no cover
+        return None
+
+
+_DEV_NULL = _null_device()
+
+
+def is_null_device(fd: int) -> bool:
+    """True if *fd* is the null device, which no kqueue watches and which never blocks."""
+    if sys.platform == "win32":  # pragma: no cover - no st_rdev, and no kqueue
+        return False
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return False
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == _DEV_NULL
+
+
 def is_fifo(fd: int) -> bool:
     """True if *fd* is a pipe or FIFO."""
     try:
@@ -179,10 +172,24 @@ def is_fifo(fd: int) -> bool:
         return False
 
 
-def _access_mode(fd: int) -> int:
-    import fcntl  # kqueue systems are POSIX; imported here so the module loads anywhere
+def outcome(adds: list[Change], errors: list[int]) -> tuple[list[tuple[Change, int]], list[Change]]:
+    """(the adds that failed with their errno, the deletes undoing those that did not)."""
+    failed = [(adds[i], err) for i, err in enumerate(errors) if err]
+    undo = [(adds[i][0], EV_DELETE, 0, 0) for i, err in enumerate(errors) if not err]
+    return failed, undo
 
-    try:
-        return fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
-    except OSError:
-        return -1
+
+def merge_keys(kept: list[int], fresh: list[int]) -> list[int]:
+    """Keys kept from an earlier wait, then fresh ones; one key per registration (bits ORed).
+
+    The poller's own knotes (timers, signals) carry a count, not bits: never merged.
+    """
+    merged: dict[int, int] = {}
+    own: list[int] = []
+    for key in kept + fresh:
+        if (key >> 32) & K_OTHER:  # a key is token | bits << 32 (_base.py)
+            own.append(key)
+        else:
+            token = key & 0xFFFFFFFF
+            merged[token] = merged.get(token, 0) | key
+    return own + list(merged.values())

@@ -16,7 +16,11 @@ it blocked once no kqueue poller of the process watches the signal.
 from __future__ import annotations
 
 import signal
+import sys
 from typing import TYPE_CHECKING
+
+if sys.platform == "win32":  # pragma: no cover - never imported there
+    raise ImportError("portaio: kqueue signals are POSIX, not Windows")
 
 from .._signals import WakeupFdSource
 from . import _kqueue_flags as kf
@@ -85,19 +89,33 @@ class KqueueSignals(SignalMechanism):
             self._backend._raise(err, "cannot watch signal", signum)
 
     def unwatch(self, signum: int) -> None:
-        token = self._tokens.pop(signum, 0)
-        if not token:
+        token = self._tokens.pop(signum, None)
+        if token is None:
             return
-        self._host.drop_token(token)
-        if self._backend.kq >= 0:
-            self._backend.apply(signum, [(kf.EVFILT_SIGNAL, kf.EV_DELETE, 0, 0)], token)
+        if token:  # 0: detached, the knote went already
+            self._delete(signum, token)
         if self._wakeup is not None:
             _libkqueue_mask.unwatch(signum)
             self._wakeup.unwatch(signum)
 
+    def _delete(self, signum: int, token: int) -> None:
+        self._host.drop_token(token)
+        if self._backend.kq >= 0:
+            self._backend.apply(signum, [(kf.EVFILT_SIGNAL, kf.EV_DELETE, 0, 0)], token)
+
     def close(self) -> None:
         for signum in list(self._tokens):
             self.unwatch(signum)
+
+    def detach(self) -> None:
+        # The knotes are this kqueue's: delete them now; the mask and the
+        # wakeup fd are process-wide, left to unwatch() in the main thread.
+        for signum, token in list(self._tokens.items()):
+            if token:
+                self._tokens[signum] = 0
+                self._delete(signum, token)
+        if self._wakeup is not None:
+            self._wakeup.detach()
 
     def close_after_fork(self) -> None:
         if self._wakeup is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 import threading
 
 from ._base import Host, Waker
@@ -31,8 +32,9 @@ class PipeWaker(Waker):
     def __init__(self, host: Host, max_fd: int | None = None) -> None:
         r, w = os.pipe()  # close-on-exec since Python 3.4
         try:
-            os.set_blocking(r, False)
-            os.set_blocking(w, False)
+            if sys.platform != "win32":  # Windows uses SocketWaker: its select() takes sockets only
+                os.set_blocking(r, False)
+                os.set_blocking(w, False)
             if max_fd is not None and max(r, w) > max_fd:
                 # pipe() returns the lowest free numbers: none is left below the limit.
                 raise OSError(

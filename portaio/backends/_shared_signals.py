@@ -55,9 +55,17 @@ class SharedSignals(SignalMechanism):
         while self._sources:
             kind, source, token = self._sources.pop()
             try:
-                self._host.unwatch(source.fd, token)
+                if token:  # 0: detached, the poller no longer watches it
+                    self._host.unwatch(source.fd, token)
             finally:
                 _signals.release_source(kind)
+
+    def detach(self) -> None:
+        # The sources stay acquired (their fds open) until close() in the main thread.
+        for i, (kind, source, token) in enumerate(self._sources):
+            if token:
+                self._sources[i] = (kind, source, 0)
+                self._host.unwatch(source.fd, token)
 
     def _drain(self, source: SignalSource, _flags: int) -> None:
         self._host.deliver_signals(source.drain())

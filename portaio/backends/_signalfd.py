@@ -23,6 +23,9 @@ import os
 import signal
 import sys
 
+if sys.platform == "win32":  # pragma: no cover - never imported there
+    raise ImportError("portaio: signalfd is Linux, not Windows")
+
 from .._signals import SignalSource, deliver
 
 try:

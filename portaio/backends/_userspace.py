@@ -22,8 +22,8 @@ from __future__ import annotations
 import threading
 from typing import Any, ClassVar
 
-from .._validate import check_fd_open
-from ._base import Backend
+from .._validate import check_fd_open, file_identity
+from ._base import Backend, FileIdentity
 
 __all__ = ["UserspaceBackend"]
 
@@ -57,12 +57,13 @@ class UserspaceBackend(Backend):
         raise NotImplementedError
 
     # ------------------------------------------------------------ control
-    def add(self, fd: int, events: int, token: int) -> None:
-        check_fd_open(fd, self.name)
+    def add(self, fd: int, events: int, token: int) -> FileIdentity | None:
+        identity = file_identity(fd, self.name)  # EBADF named, as epoll's add would say
         with self._set_lock:
             self._kernel_watch(fd, events, fd not in self._watched)
             self._epoch += 1
             self._watched[fd] = (token, self._epoch)
+        return identity
 
     def modify(self, fd: int, old_events: int, old_token: int, events: int, token: int) -> None:
         check_fd_open(fd, self.name)

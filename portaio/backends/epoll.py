@@ -16,6 +16,12 @@ Kernel facts this backend relies on:
   ``EPOLL_CTL_MOD`` re-arms it and re-evaluates readiness.
 * ``EPOLL_CTL_MOD`` refuses ``EPOLLEXCLUSIVE`` (EINVAL): a change to or from
   it is a delete and an add, the old registration added back on failure.
+* an entry is keyed by the open file *and* the number: ``EPOLL_CTL_ADD``
+  says ``EEXIST`` for a number still naming the file it was added for, and
+  succeeds for a new file that took the number of a closed one (the old
+  entry went with its file, or stays under that file's key while a dup holds
+  it open).  So the core needs no ``fstat`` to tell a reused number
+  (``add_tells_same_file``);
 * ``EPOLL_CTL_DEL`` says ``EBADF`` for a closed fd (epoll dropped it with
   the file's last reference) and ``ENOENT`` for a number now naming another
   file: either way the registration is gone and its token unknown, so an
@@ -102,6 +108,7 @@ class EpollBackend(Backend):
     )
     refuses_files = True
     oneshot_in_kernel = True
+    add_tells_same_file = True
 
     def __init__(self) -> None:
         if UNAVAILABLE is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import select
+import sys
 import threading
 from typing import Any
 
@@ -12,7 +13,7 @@ from ._userspace import UserspaceBackend
 
 __all__ = ["UNAVAILABLE", "PollBackend"]
 
-UNAVAILABLE: str | None = None if hasattr(select, "poll") else "select.poll is missing on this platform"
+UNAVAILABLE: str | None = None if hasattr(select, "poll") else f"select.poll is missing on {sys.platform}"
 
 
 class PollBackend(UserspaceBackend):
@@ -36,13 +37,15 @@ class PollBackend(UserspaceBackend):
     _invalid_bits = getattr(select, "POLLNVAL", 32)
 
     def _open_kernel(self) -> None:
-        if UNAVAILABLE is not None:
-            raise OSError(UNAVAILABLE)
+        if sys.platform == "win32" or UNAVAILABLE is not None:
+            raise OSError(f"portaio[poll]: {UNAVAILABLE}")
         self._pollobj = select.poll()
         self._pollobj_lock = threading.Lock()
         self._masks: dict[int, int] = {}
 
     def _kernel_watch(self, fd: int, events: int, new: bool) -> None:
+        if sys.platform == "win32":  # never opened there (_open_kernel refuses)
+            raise OSError(f"portaio[poll]: {UNAVAILABLE}")
         mask = translate(events, TO_POLL)
         if new:
             self._pollobj.register(fd, mask)
@@ -51,6 +54,8 @@ class PollBackend(UserspaceBackend):
         self._masks[fd] = mask
 
     def _kernel_unwatch(self, fd: int) -> None:
+        if sys.platform == "win32":
+            return
         self._masks.pop(fd, None)
         try:
             self._pollobj.unregister(fd)
@@ -58,6 +63,8 @@ class PollBackend(UserspaceBackend):
             pass
 
     def _kernel_wait(self, timeout: float | None) -> list[Any]:
+        if sys.platform == "win32":
+            raise OSError(f"portaio[poll]: {UNAVAILABLE}")
         # select.poll rounds a fractional millisecond up and retries EINTR
         # with the remaining time (PEP 475), running signal handlers.
         ms = None if timeout is None else timeout * 1000.0

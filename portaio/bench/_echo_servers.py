@@ -16,6 +16,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+if sys.platform == "win32":  # pragma: no cover
+    raise ImportError("the echo benchmark servers are POSIX-only (select.epoll)")
+
 __all__ = ["KINDS", "main"]
 
 

@@ -12,9 +12,13 @@ holds.  ``portaio bench selectors`` runs the same contest.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 from . import _contest
+
+if sys.platform == "win32":  # pragma: no cover
+    raise ImportError("portaio bench dispatch is POSIX-only")
 
 __all__ = ["main"]
 

@@ -33,6 +33,9 @@ from dataclasses import dataclass
 
 from ._echo_servers import KINDS
 
+if sys.platform == "win32":  # pragma: no cover
+    raise ImportError("portaio bench echo is POSIX-only (fork, rlimits, select.epoll)")
+
 __all__ = ["main"]
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")

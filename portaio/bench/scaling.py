@@ -12,11 +12,15 @@ import argparse
 import resource
 import selectors
 import socket
+import sys
 from collections.abc import Sequence
 
 import portaio
 
 from ._util import best_of, print_table
+
+if sys.platform == "win32":  # pragma: no cover
+    raise ImportError("portaio bench scaling is POSIX-only (pipes as fds)")
 
 __all__ = ["main", "measure"]
 

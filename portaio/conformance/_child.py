@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
 import traceback
 from collections.abc import Callable
+
+import pytest
 
 __all__ = ["in_child"]
 
@@ -14,6 +17,8 @@ def in_child(body: Callable[[], str]) -> str:
 
     The child never returns into the caller (it leaves with ``os._exit``).
     """
+    if sys.platform == "win32":  # pragma: no cover
+        pytest.skip("needs fork(): Windows has none")
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child

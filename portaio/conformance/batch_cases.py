@@ -103,3 +103,30 @@ def test_edge_both_directions_more_ready_than_fit_lose_nothing(
             break
         readable |= {e.data for e in batch if e.events & portaio.READABLE}
     assert readable == set(range(count))
+
+
+def test_fds_closed_behind_the_pollers_back_take_no_room_in_a_batch(
+    poller: portaio.Poller, fds: Closer
+) -> None:
+    """Item 9 with dead entries: poll and select get closed fds back as POLLNVAL, which yield no
+    event; the rest of a batch must fill the room, and no ONESHOT event may be lost."""
+    import socket
+
+    for i in range(3):
+        a, b = fds.socketpair()
+        poller.register(a, portaio.READABLE | portaio.ONESHOT, i)
+        b.send(b"x")
+    doomed = [socket.socketpair() for _ in range(3)]  # made last: nothing here reuses their numbers
+    closed = []
+    for i, (x, _) in enumerate(doomed):
+        poller.register(x, portaio.READABLE, f"closed {i}")
+        closed.append(x.fileno())
+    for x, y in doomed:
+        x.close()
+        y.close()
+    seen: list[object] = []
+    for _ in range(6):
+        seen += [e.data for e in poller.poll(0.02, max_events=2)]
+    assert sorted(seen) == [0, 1, 2]  # type: ignore[type-var]
+    for fd in closed:
+        poller.unregister(fd)

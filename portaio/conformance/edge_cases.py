@@ -36,14 +36,29 @@ def test_edge_reports_each_arrival_once(
 def test_edge_writable_fires_once_until_buffer_drains(
     poller: portaio.Poller, fds: Closer, capabilities: portaio.Capabilities
 ) -> None:
-    a, _ = fds.socketpair()
+    a, b = fds.socketpair()
     if not capabilities.edge:
         with pytest.raises(portaio.Unsupported, match=poller.backend):
             poller.register(a, portaio.WRITABLE | portaio.EDGE)
         return
-    poller.register(a, portaio.WRITABLE | portaio.EDGE)
-    assert ready_map(poller.poll(0)) == {a.fileno(): portaio.WRITABLE}
+    poller.register(a, portaio.WRITABLE | portaio.EDGE, "w")
+    assert [(e.fd, e.events, e.data) for e in poller.poll(0)] == [(a.fileno(), portaio.WRITABLE, "w")]
     assert poller.poll(0) == []
+    filled = 0
+    try:
+        while True:
+            filled += a.send(b"x" * 65536)
+    except BlockingIOError:
+        pass  # the buffer is full: not writable now
+    assert filled > 0
+    assert poller.poll(0.01) == []
+    drained = 0
+    while drained < filled:
+        drained += len(b.recv(1 << 20))
+    # Room again: exactly one new edge, then silence while it stays writable.
+    assert [(e.fd, e.events, e.data) for e in poller.poll(1.0)] == [(a.fileno(), portaio.WRITABLE, "w")]
+    assert poller.poll(0) == []
+    assert poller.poll(0.01) == []
 
 
 def test_modify_to_edge_unsupported_keeps_old_registration(

@@ -312,3 +312,71 @@ def test_wrong_backend_name(backend: str) -> None:
         portaio.Poller(1)  # type: ignore[arg-type]
     with portaio.Poller(backend) as p:
         assert p.backend == backend
+
+
+def _unopened_huge_fd(poller: portaio.Poller, a: socket.socket) -> object:
+    # Beyond select's FD_SETSIZE it is a ValueError there; elsewhere the fd is simply not open.
+    return poller.register(19_999, portaio.READABLE)
+
+
+def _add_signal_after_close(poller: portaio.Poller, a: socket.socket) -> object:
+    import signal
+
+    poller.close()
+    return poller.add_signal(signal.SIGTERM)  # on every OS; never installed: the poller is closed
+
+
+# Hostile input not covered by the cases above (merged from the repository's
+# tests/reliability/test_hostile.py): (id, call, expected type, or a function
+# of the pinned capabilities giving it).
+REFUSED: list[tuple[str, Callable[[portaio.Poller, socket.socket], object], Any]] = [
+    ("fd-2**31", lambda p, a: p.register(2**31, portaio.READABLE), ValueError),
+    ("fd-2**64", lambda p, a: p.register(2**64, portaio.READABLE), ValueError),
+    (
+        "fd-unopened-19999",
+        _unopened_huge_fd,
+        lambda caps: ValueError if caps.max_fd is not None and caps.max_fd < 19_999 else OSError,
+    ),
+    ("events-2**70", lambda p, a: p.register(a, 2**70), ValueError),
+    (
+        "exclusive-priority",
+        lambda p, a: p.register(a, portaio.READABLE | portaio.PRIORITY | portaio.EXCLUSIVE),
+        portaio.Unsupported,
+    ),
+    (
+        "exclusive-rdhup",
+        lambda p, a: p.register(a, portaio.READABLE | portaio.RDHUP | portaio.EXCLUSIVE),
+        portaio.Unsupported,
+    ),
+    ("timeout-complex", lambda p, a: p.poll(1j), TypeError),  # type: ignore[arg-type]
+    ("timeout-10**30", lambda p, a: p.poll(10**30), OverflowError),
+    ("timer-delay-none", lambda p, a: p.add_timer(None), TypeError),  # type: ignore[arg-type]
+    ("timer-interval-inf", lambda p, a: p.add_timer(1.0, interval=math.inf), OverflowError),
+    ("signal-negative", lambda p, a: p.add_signal(-10), ValueError),
+    ("signal-name-str", lambda p, a: p.add_signal("SIGUSR2"), TypeError),  # type: ignore[arg-type]
+    ("add-signal-after-close", _add_signal_after_close, portaio.PollerClosed),
+]
+
+
+@pytest.mark.parametrize(("call", "expected"), [r[1:] for r in REFUSED], ids=[r[0] for r in REFUSED])
+def test_refused_call_names_the_backend_and_leaves_the_poller_usable(
+    poller: portaio.Poller,
+    fds: Closer,
+    capabilities: portaio.Capabilities,
+    call: Callable[[portaio.Poller, socket.socket], object],
+    expected: Any,
+) -> None:
+    a, _ = fds.socketpair()
+    if not isinstance(expected, type):
+        expected = expected(capabilities)
+    with pytest.raises(expected, match=_tag(poller)) as info:
+        call(poller, a)
+    if expected is OSError:
+        assert info.value.errno == errno.EBADF
+    if poller.closed:
+        return
+    assert len(poller) == 0
+    c, d = fds.socketpair()
+    poller.register(c, portaio.READABLE, "after")
+    d.send(b"x")
+    assert poller.poll(1.0) == [portaio.Event(c.fileno(), portaio.READABLE, "after")]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,11 +19,13 @@ import pytest
 
 import portaio
 
-# Known libkqueue deviations are skipped for kqueue-on-libkqueue only.
-pytest_plugins = ["portaio.conformance.libkqueue"]
+# Known libkqueue deviations are skipped for kqueue-on-libkqueue only; the
+# guard fails a test that leaves handlers, mask, wakeup fd or fds changed.
+pytest_plugins = ["portaio.conformance.libkqueue", "portaio.conformance.guard"]
 
 _selected = os.environ.get("PORTAIO_TEST_BACKENDS")
 BACKENDS = tuple(_selected.split(",")) if _selected else portaio.BACKEND_NAMES
+_required = set(filter(None, os.environ.get("PORTAIO_REQUIRE_BACKENDS", "").split(",")))
 
 
 def pytest_report_header(config: Any) -> list[str]:
@@ -42,6 +45,10 @@ def backend(request: pytest.FixtureRequest) -> str:
     name: str = request.param
     reason = portaio.unavailable_reasons().get(name)
     if reason is not None:
+        if name in _required:
+            # Mutation testing and CI name what must run: a missing compiled
+            # module there must fail, not turn every case into a quiet skip.
+            pytest.fail(f"{name} backend required by PORTAIO_REQUIRE_BACKENDS but unavailable: {reason}")
         pytest.skip(f"{name} backend unavailable here: {reason}")
     return name
 
@@ -58,8 +65,16 @@ def poller(backend: str) -> Iterator[portaio.Poller]:
 
 @pytest.fixture
 def capabilities(backend: str) -> portaio.Capabilities:
-    """The capabilities of the backend under test."""
-    return portaio.backend_class(backend).capabilities
+    """The capabilities the contract pins for the backend under test on this OS.
+
+    Not the backend's own claim: a case that branches on a capability then
+    fails when the backend drops a pinned feature (see
+    :mod:`portaio.conformance.expected`).  Where this OS has no pinned row
+    yet, the backend's claim stands in.
+    """
+    from portaio.conformance.expected import pinned_capabilities
+
+    return pinned_capabilities(backend) or portaio.backend_class(backend).capabilities
 
 
 class Closer:
@@ -73,8 +88,14 @@ class Closer:
         return item
 
     def socketpair(
-        self, family: int = socket.AF_UNIX, type: int = socket.SOCK_STREAM
+        self, family: int = -1, type: int = socket.SOCK_STREAM
     ) -> tuple[socket.socket, socket.socket]:
+        # AF_UNIX where it exists; Windows' socketpair() is loopback TCP.
+        if family == -1:
+            if sys.platform == "win32":
+                family = socket.AF_INET
+            else:
+                family = socket.AF_UNIX
         a, b = socket.socketpair(family, type)
         for s in (a, b):
             s.setblocking(False)
@@ -82,6 +103,8 @@ class Closer:
         return a, b
 
     def pipe(self) -> tuple[int, int]:
+        if sys.platform == "win32":  # pragma: no cover
+            pytest.skip("a pipe is not a socket: Windows' select() and AFD poll sockets only")
         r, w = os.pipe()
         os.set_blocking(r, False)
         os.set_blocking(w, False)
@@ -183,6 +206,8 @@ def reuse_closed_number(poller: portaio.Poller, fds: Closer) -> tuple[int, socke
 
     Returns the number, still registered, and the socket's peer.
     """
+    if sys.platform == "win32":  # pragma: no cover
+        pytest.skip("needs a pipe and dup2() onto a socket: Windows sockets are handles, not fds")
     r, w = os.pipe()
     fds.add(w)
     poller.register(r, portaio.READABLE, "old")
@@ -214,6 +239,8 @@ def collect_garbage() -> None:
 
 def open_fds() -> set[int]:
     """The fds open in this process (via ``/proc/self/fd`` where there is one)."""
+    if sys.platform == "win32":  # pragma: no cover
+        pytest.skip("counts POSIX fds: Windows sockets are handles, which os.fstat does not see")
     try:
         listed = {int(name) for name in os.listdir("/proc/self/fd")}
     except FileNotFoundError:  # pragma: no cover - no /proc (macOS, BSD)

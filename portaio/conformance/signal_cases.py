@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -17,18 +18,23 @@ import portaio
 from portaio.conformance._child import in_child
 from portaio.conformance.plugin import poll_while
 
+if sys.platform == "win32":  # pragma: no cover
+    pytest.skip("POSIX signals (SIGUSR1/2, masks, fork): Windows has none of them", allow_module_level=True)
+
 _now = time.monotonic
 USR1 = signal.SIGUSR1
 USR2 = signal.SIGUSR2
 
 
 def signal_events(poller: portaio.Poller, timeout: float = 5.0) -> list[portaio.Event]:
-    """Poll until SIGNAL events arrive (or fail after *timeout*)."""
+    """Poll until SIGNAL events arrive (or fail after *timeout*); any other event fails."""
     deadline = _now() + timeout
     while True:
         remaining = deadline - _now()
         assert remaining > 0, "no signal event arrived"
-        events = [e for e in poller.poll(remaining) if e.events & portaio.SIGNAL]
+        events = poller.poll(remaining)
+        others = [e for e in events if e.events != portaio.SIGNAL or e.fd != -1]
+        assert others == [], f"only signals were expected, but the poll also gave {others}"
         if events:
             return events
 

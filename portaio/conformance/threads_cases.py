@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import portaio
-from portaio.conformance.plugin import Closer, open_fds
+from portaio.conformance.plugin import Closer, open_fds, poll_while
 
 _LONG = 5.0  # the blocked poll's timeout; the change must end it far sooner
 
@@ -216,3 +216,22 @@ def test_close_from_another_thread_ends_a_blocked_poll(
         waiter.join()
     assert time.monotonic() - t0 < _LONG / 2
     assert open_fds() <= before, "close() left fds of the poller open"
+
+
+def test_first_timer_added_from_another_thread_wakes_a_blocked_poll(poller: portaio.Poller) -> None:
+    events, elapsed = poll_while(poller, 0.02, lambda: poller.add_timer(0.0, data="first"), 1.0)
+    assert events == [portaio.Event(-1, portaio.TIMER, "first", 1, 0)]
+    assert elapsed < 0.9
+
+
+def test_regular_file_registered_from_another_thread_wakes_a_blocked_poll(poller: portaio.Poller) -> None:
+    import tempfile
+
+    with tempfile.TemporaryFile() as handle:
+        events, elapsed = poll_while(
+            poller, 0.02, lambda: poller.register(handle, portaio.READABLE, "f"), 1.0
+        )
+        poller.unregister(handle)
+        fd = handle.fileno()
+    assert events == [portaio.Event(fd, portaio.READABLE, "f")]
+    assert elapsed < 0.9

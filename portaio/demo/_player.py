@@ -92,15 +92,18 @@ def format_step(number: int, step: Step, style: Style, width: int = WRAP) -> str
 @contextlib.contextmanager
 def keyboard(fd: int) -> Iterator[None]:
     """cbreak mode on terminal *fd* for the duration (keys one at a time, signals still work)."""
-    import termios
-    import tty
-
-    saved = termios.tcgetattr(fd)
-    try:
-        tty.setcbreak(fd)
+    if sys.platform == "win32":  # no termios: keys arrive a line at a time
         yield
-    finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+    else:
+        import termios
+        import tty
+
+        saved = termios.tcgetattr(fd)
+        try:
+            tty.setcbreak(fd)
+            yield
+        finally:
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 class Pacer:

@@ -15,13 +15,24 @@ from __future__ import annotations
 
 import math
 import os
-import resource
+import sys
 import time
 from collections.abc import Generator, Iterator
 
 import portaio
 
 from ._stage import Stage, Step, describe
+
+
+def _soft_fd_limit() -> int | None:
+    """The soft RLIMIT_NOFILE, or None where there is none to hit (unlimited, Windows)."""
+    if sys.platform == "win32":  # sockets are handles: no per-process fd limit
+        return None
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else soft
+
 
 __all__ = ["scaling"]
 
@@ -75,7 +86,7 @@ class _Bench:
 
     def grow(self, count: int) -> str | None:
         """Register idle fds until there are *count*; the reason if a limit stops it first."""
-        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        soft = _soft_fd_limit()
         while len(self.idle_fds) < count:
             fd = os.dup(self.idle.fileno())
             if self.max_fd is not None and fd > self.max_fd:
@@ -83,7 +94,7 @@ class _Bench:
                 return f"fd {fd} is beyond {self.poller.backend}'s limit (fd {self.max_fd}, FD_SETSIZE - 1)"
             self.idle_fds.append(fd)
             self.poller.register(fd, READABLE)
-            if soft != resource.RLIM_INFINITY and fd >= soft - 64:
+            if soft is not None and fd >= soft - 64:
                 return f"ulimit -n is {soft}"
         return None
 

@@ -324,7 +324,9 @@ class PollerAgreement(RuleBasedStateMachine):
             return portaio.Unsupported
         if interest & PRIORITY and not caps.priority:
             return portaio.Unsupported  # kqueue without EVFILT_EXCEPT (libkqueue, older BSDs)
-        if name == "select" and not interest & (READABLE | WRITABLE | RDHUP):
+        if name == "select" and interest & RDHUP and not interest & READABLE:
+            return portaio.Unsupported  # unread data would keep select's read set ready: a busy loop
+        if name == "select" and not interest & (READABLE | WRITABLE):
             return portaio.Unsupported  # select sees hang-ups only through its read and write sets
         return None
 

@@ -5,7 +5,6 @@ and every fd portaio creates is close-on-exec (a child started with
 from __future__ import annotations
 
 import errno
-import fcntl
 import gc
 import os
 import signal
@@ -19,6 +18,8 @@ import pytest
 
 import portaio
 from portaio import ONESHOT, READABLE, WRITABLE
+
+fcntl = pytest.importorskip("fcntl", reason="fd inheritance and fork: POSIX (Windows has neither)")
 
 CYCLES = int(os.environ.get("PORTAIO_LEAK_CYCLES", "10000"))
 

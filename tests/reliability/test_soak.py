@@ -44,6 +44,7 @@ def soak(backend: str, connections: int, seconds: float, timeout: float) -> dict
     return summary
 
 
+@pytest.mark.qemu_cannot("setsockopt(IP_BIND_ADDRESS_NO_PORT) fails with ENOPROTOOPT under qemu-user")
 def test_soak_smoke(backend: str) -> None:
     if backend == "kqueue" and _libkqueue():
         reason = DEVIATIONS["test_edge_both_directions_more_ready_than_fit_lose_nothing"]
