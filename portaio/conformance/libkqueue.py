@@ -44,6 +44,18 @@ DEVIATIONS: dict[str, str] = {
         " whose file a dup keeps open still reports events (a native kqueue drops its filters"
         " at close)"
     ),
+    "test_reused_number_while_a_dup_holds_the_old_file": (
+        "libkqueue keys its filters by fd number but watches through epoll, which follows open"
+        " file descriptions: after dup2() puts a new file under a number whose old file a dup"
+        " keeps open, the old file's readiness comes back under the number's new filter (a"
+        " native kqueue drops the old filters when the number is closed)"
+    ),
+    "test_reused_number_of_an_always_ready_file": (
+        "libkqueue keys its filters by fd number: once dup2() put a regular file under a watched"
+        " socket's number, EV_DELETE of the socket's filters fails with EPERM (its epoll refuses the"
+        " regular file), so register() raises; carrying on past that error crashed libkqueue's"
+        " kevent() (a native kqueue dropped the socket's filters when the number was closed)"
+    ),
     "test_edge_both_directions_more_ready_than_fit_lose_nothing": (
         "libkqueue's kevent() takes up to nevents (at most 512) events from epoll_wait but turns"
         " the one epoll event of an fd watched for reading and writing into two kevents; once the"
