@@ -59,9 +59,11 @@ int portaio_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint32_t token)
 
 /* One wait, GIL released by cffi.  timeout < 0 blocks; otherwise seconds,
    rounded up to the nanosecond with epoll_pwait2 (Linux >= 5.11) and to the
-   millisecond with epoll_wait where the kernel lacks it.  Writes one key per
-   event to keys: events | token << 32.  Returns the count, or -1 with errno. */
-int portaio_epoll_wait(int epfd, struct epoll_event *events, uint64_t *keys, int maxevents, double timeout);
+   millisecond with epoll_wait where the kernel lacks it.  keys has room for
+   2 * maxevents uint64_t (maxevents kernel records); the wait leaves one key
+   per event at its start: token | events << 32.  Returns the count, or -1
+   with errno. */
+int portaio_epoll_wait(int epfd, uint64_t *keys, int maxevents, double timeout);
 /* 1 once epoll_pwait2 is known to work, 0 if it is missing, -1 if not tried yet. */
 int portaio_epoll_precise(void);
 """
@@ -173,7 +175,7 @@ void portaio_kq_set(struct kevent *changes, int i, uintptr_t ident, int filter, 
 int portaio_kq_apply(int kq, struct kevent *changes, int n, int *errors);
 /* One wait, GIL released by cffi; timeout < 0 blocks, else seconds rounded
    up to the nanosecond.  Writes one key per fd to keys (the read and write
-   filters of one registration merged): token << 32 | PORTAIO_K_* bits (the
+   filters of one registration merged): token | PORTAIO_K_* bits << 32 (the
    summary of its records, see portaio/backends/_kevent.py); other filters
    (timers, signals, wake-ups) get their own key with PORTAIO_K_OTHER and
    their data (clamped to PORTAIO_K_DATA_MAX) shifted by PORTAIO_K_DATA_SHIFT.

@@ -534,7 +534,7 @@ static int cancel(portaio_afd_port *port, portaio_afd_sock *sock)
     return 0;
 }
 
-static uint64_t key(uint32_t flags, uint32_t token) { return (uint64_t)flags | (uint64_t)token << 32; }
+static uint64_t key(uint32_t flags, uint32_t token) { return (uint64_t)token | (uint64_t)flags << 32; }
 
 /* Submit every queued socket.  A socket whose submission fails is reported
    with ERROR|HANGUP (while there is room) and tried again at the next wait. */

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <signal.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
@@ -15,6 +16,10 @@
 #include <unistd.h>
 
 #include "portaio_timespec.h"
+
+/* portaio_epoll_wait turns records into keys in place (see there). */
+_Static_assert(sizeof(struct epoll_event) >= sizeof(uint64_t) && sizeof(struct epoll_event) <= 2 * sizeof(uint64_t),
+               "a struct epoll_event must hold one key and fit in two");
 
 static int portaio_pwait2_state = -1;
 
@@ -93,13 +98,24 @@ static int portaio_epoll_wait_raw(int epfd, struct epoll_event *events, int maxe
     return epoll_wait(epfd, events, maxevents, ms);
 }
 
-int portaio_epoll_wait(int epfd, struct epoll_event *events, uint64_t *keys, int maxevents, double timeout)
+int portaio_epoll_wait(int epfd, uint64_t *keys, int maxevents, double timeout)
 {
-    /* One key per event, the same uint64_t on every architecture (the
-       struct is packed to 12 bytes on x86-64 only): the kernel's flags in
-       the low half, the registration's token (data.u64) in the high half. */
-    int n = portaio_epoll_wait_raw(epfd, events, maxevents, timeout);
-    for (int i = 0; i < n; i++)
-        keys[i] = (uint64_t)events[i].events | events[i].data.u64 << 32;
+    /* keys has room for maxevents struct epoll_event records (two uint64_t
+       each: 16 bytes, the struct's size on every architecture but x86-64,
+       where it is packed to 12).  The kernel fills it with records, then
+       each record becomes one key in place: token | events << 32 (the
+       registration's token is data.u64), the same uint64_t on every
+       architecture.  Key i (bytes 8i..8i+8) only overwrites records 0..i,
+       already read, since a record is at least 8 bytes; memcpy keeps the
+       two views of the buffer free of aliasing assumptions.  One buffer, one
+       pointer argument less per call than a records array and a keys array. */
+    struct epoll_event *records = (struct epoll_event *)(void *)keys;
+    int n = portaio_epoll_wait_raw(epfd, records, maxevents, timeout);
+    for (int i = 0; i < n; i++) {
+        struct epoll_event record;
+        memcpy(&record, (const char *)keys + (size_t)i * sizeof record, sizeof record);
+        uint64_t key = (record.data.u64 & 0xFFFFFFFFu) | (uint64_t)record.events << 32;
+        memcpy(keys + i, &key, sizeof key);
+    }
     return n;
 }

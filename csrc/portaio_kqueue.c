@@ -333,7 +333,7 @@ int portaio_kq_wait(int kq, struct kevent *events, int nevents, double timeout,
                 data = 0;
             if (data > PORTAIO_K_DATA_MAX)
                 data = PORTAIO_K_DATA_MAX;
-            keys[m++] = token << 32 | bits | (uint64_t)data << PORTAIO_K_DATA_SHIFT;
+            keys[m++] = token | ((uint64_t)bits | (uint64_t)data << PORTAIO_K_DATA_SHIFT) << 32;
             continue;
         }
         /* Merge the filters of one fd into one key (linear probing). */
@@ -344,14 +344,14 @@ int portaio_kq_wait(int kq, struct kevent *events, int nevents, double timeout,
                 break;
             h = (h + 1) & mask;
         }
-        if (table[h] >= 0 && (keys[key_of[table[h]]] >> 32) == token) {
+        if (table[h] >= 0 && (keys[key_of[table[h]]] & 0xFFFFFFFFu) == token) {
             key_of[i] = key_of[table[h]];
-            keys[key_of[i]] |= bits;
+            keys[key_of[i]] |= (uint64_t)bits << 32;
             continue;
         }
         table[h] = i;
         key_of[i] = m;
-        keys[m++] = token << 32 | bits;
+        keys[m++] = token | (uint64_t)bits << 32;
     }
     /* Leave the table empty for the next call. */
     for (i = 0; i < n; i++) {

@@ -33,6 +33,7 @@ def close(self: Poller) -> None:
         if self._closed:
             return
         self._closed = True
+        self._sources = True  # poll() takes the general way, which says it is closed
         try:
             self._close_sources()
         finally:
@@ -111,7 +112,7 @@ def _release(self: Poller) -> None:
         finally:
             self._handlers.clear()
             self._by_token.clear()
-            self._capacity = 0
+            self._add_capacity(-self._capacity)
 
 
 def _release_if_last(self: Poller) -> None:
@@ -128,6 +129,7 @@ def _retire_after_fork(self: Poller) -> None:
         return
     self._lock = threading.RLock()  # another thread of the parent may have held it
     self._closed = True
+    self._sources = True  # poll() takes the general way, which says it is closed
     self._closed_why = (
         " (it was created before fork(); the child must create a new Poller,"
         " the parent's keeps working in the parent)"

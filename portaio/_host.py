@@ -45,13 +45,13 @@ class PollerHost:
         with poller._lock:
             token = poller._new_token()
             poller._handlers[token] = handler
-            poller._capacity += poller._per_token
+            poller._add_capacity(poller._per_token)
         return token
 
     def drop_token(self, token: int) -> None:
         poller = self._poller()
         if poller is not None and poller._handlers.pop(token, None) is not None:
-            poller._capacity -= poller._per_token
+            poller._add_capacity(-poller._per_token)
 
     def watch(self, fd: int, handler: Callable[[int], None]) -> int:
         poller = self._get()

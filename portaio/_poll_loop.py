@@ -50,7 +50,8 @@ monotonic = time.monotonic
 _WAKE_EVENT = Event(-1, int(WAKE), None)
 _ALWAYS = int(ALWAYS_REPORTED)
 _ONESHOT = int(ONESHOT)
-_FLAGS = 0xFFFF_FFFF
+_TOKEN = 0xFFFF_FFFF  # a key is token | flags << 32 (backends/_base.py)
+_ZERO = 0
 
 
 def poll(self: Poller, timeout: float | None = None, max_events: int | None = None) -> list[Event]:
@@ -62,58 +63,103 @@ def poll(self: Poller, timeout: float | None = None, max_events: int | None = No
     next call.  A signal arriving meanwhile runs its Python handler; an
     exception from the handler propagates, otherwise the wait resumes.
     """
+    # The common call, one branch: poll(0) or poll() with no max_events and
+    # no source besides the kernel active (``_sources`` is also set once the
+    # poller is closed).  One wait of the poller's room; if every key is in
+    # the event cache, the cached events are the answer.  A cache miss, or a
+    # wait with nothing (to go round again or raise) continues in _loop()
+    # with what the wait returned, still counted as waiting.
+    # ``timeout is _ZERO`` is int 0 (small ints are one object in CPython,
+    # PyPy compares ints by value); 0.0, False, other timeouts take the
+    # general way, which checks them: this test only picks the fast path.
+    if max_events is None and not self._sources and (timeout is _ZERO or timeout is None):
+        self._waiting += 1
+        try:
+            keys = self._wait(None if timeout is None else 0.0, self._room)
+            n = len(keys)
+            try:
+                # One ready fd, the commonest wait: a subscript, a third of a map's cost.
+                if n == 1:
+                    return [self._cache[keys[0]]]
+                if n:
+                    return list(map(self._lookup, keys))
+            except KeyError:
+                pass
+            return _loop(self, timeout, self._max_events, keys)
+        finally:
+            # What _release_if_last() needs, inline: one attribute test.
+            self._waiting -= 1
+            if self._close_pending:
+                self._release_if_last()
     if timeout is not None:
         cls = timeout.__class__
         if (cls is not float and cls is not int) or not 0 <= timeout <= TIMEOUT_MAX:
             timeout = check_timeout(timeout, self.name)
     if max_events is None:
-        max_events = DEFAULT_MAX_EVENTS
+        max_events = self._max_events
     elif max_events.__class__ is not int or max_events < 1:
         max_events = check_max_events(max_events, self.name)
     if self._closed:
         raise PollerClosed(f"portaio[{self.name}]: poll() on a closed poller{self._closed_why}")
-    wait = self._wait
-    cache = self._cache
-    end = monotonic() + timeout if timeout else None
-    left = timeout
     self._waiting += 1
     try:
-        while True:
-            first: list[Any] | None = None
-            room = max_events
-            if self._sources:
-                first, left = _before_wait(self, left, max_events)
-                room -= len(first)
-            if room > self._capacity:
-                room = self._capacity
-            keys = wait(left, room) if room > 0 else None
-            if keys:
-                try:
-                    events = list(map(cache.__getitem__, keys))
-                except KeyError:
-                    events = dispatch(self, keys)
-            else:
-                events = []
-            if self._sources or first:
-                events = _after_wait(self, first, events, max_events)
-            if events:
-                return events
-            if self._closed:
-                raise PollerClosed(
-                    f"portaio[{self.name}]: the poller was closed during poll(){self._closed_why}"
-                )
-            if end is None:
-                if timeout is not None:
-                    return events  # timeout 0
-                left = None
-                continue
-            left = end - monotonic()
-            if left <= 0:
-                return events
+        return _loop(self, timeout, max_events, None)
     finally:
         self._waiting -= 1
         if self._close_pending:
             self._release_if_last()
+
+
+def _loop(self: Poller, timeout: float | None, max_events: int, keys: Sequence[int] | None) -> list[Any]:
+    """Rounds until one has events, the timeout passes or the poller is closed (counted as waiting).
+
+    *keys*: what a wait of the fast path returned (a cache miss, or nothing),
+    handled as the first round's.
+    """
+    end = monotonic() + timeout if timeout else None
+    left = timeout
+    while True:
+        if keys is not None:
+            events = dispatch(self, keys) if keys else []
+            keys = None
+            if self._sources:
+                events = _after_wait(self, None, events, max_events)
+        else:
+            events = _round(self, left, max_events)
+        if events:
+            return events
+        if self._closed:
+            raise PollerClosed(f"portaio[{self.name}]: the poller was closed during poll(){self._closed_why}")
+        if end is None:
+            if timeout is not None:
+                return events  # timeout 0
+            left = None
+            continue
+        left = end - monotonic()
+        if left <= 0:
+            return events
+
+
+def _round(self: Poller, left: float | None, max_events: int) -> list[Any]:
+    """One round: sources first (or after), the kernel wait for the room left, the cache."""
+    first: list[Any] | None = None
+    room = max_events
+    if self._sources:
+        first, left = _before_wait(self, left, max_events)
+        room -= len(first)
+    if room > self._capacity:
+        room = self._capacity
+    keys = self._wait(left, room) if room > 0 else None
+    if keys:
+        try:
+            events = list(map(self._lookup, keys))
+        except KeyError:
+            events = dispatch(self, keys)
+    else:
+        events = []
+    if self._sources or first:
+        events = _after_wait(self, first, events, max_events)
+    return events
 
 
 def dispatch(self: Poller, keys: Sequence[int]) -> list[Any]:
@@ -128,16 +174,16 @@ def dispatch(self: Poller, keys: Sequence[int]) -> list[Any]:
         if event is not None:
             out.append(event)
             continue
-        token = key >> 32
+        token = key & _TOKEN
         reg = by_token.get(token)
         if reg is None:
             handler = self._handlers.get(token)
             if handler is not None:
-                handler(key & _FLAGS)
+                handler(key >> 32)
             continue  # else unregistered or modified since the kernel queued it
         if not reg.armed:
             continue
-        ready, cacheable = backend.events_of(key & _FLAGS, reg.fd, reg.events)
+        ready, cacheable = backend.events_of(key >> 32, reg.fd, reg.events)
         ready &= reg.events | _ALWAYS
         if not ready:
             continue
@@ -278,5 +324,9 @@ def _refresh(self: Poller) -> None:
         active = not self._timer_native or queue.next_deadline() != self._armed_deadline
     state = self._signal_state
     self._sources = (
-        active or self._wake_ready or (state is not None and state.pending()) or self._files.has_ready()
+        self._closed  # a closed poller never takes poll()'s fast path
+        or active
+        or self._wake_ready
+        or (state is not None and state.pending())
+        or self._files.has_ready()
     )

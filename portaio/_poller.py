@@ -14,6 +14,7 @@ plug in (``Host``) is in ``_host.py``.  Everything here is backend-free.
 from __future__ import annotations
 
 import errno
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -25,7 +26,7 @@ from ._regular_files import AlwaysReadyFiles, is_regular_file
 from ._signals import PollerSignals
 from ._timers import TimerQueue
 from ._types import Capabilities, Event, FileLike, Registration
-from ._validate import TIMEOUT_MAX, check_events, check_fd_open, fd_of
+from ._validate import TIMEOUT_MAX, check_events, check_fd_open, check_max_events, fd_of
 from .backends import backend_class
 from .backends._base import TOKEN_MAX, AlwaysReady
 
@@ -52,7 +53,9 @@ class Poller:
     *always_ready_files* false, a file the kernel refuses because it never
     blocks (a regular file on epoll or kqueue) raises :class:`PermissionError`
     at :meth:`register` instead of being reported ready on every poll.  The
-    ``portaio.selectors`` adapter uses both.
+    ``portaio.selectors`` adapter uses both.  *default_max_events* is the
+    *max_events* of a :meth:`poll` that gives none (``None``: as many as the
+    registrations can report, as :class:`selectors.EpollSelector` does).
     """
 
     poll = _poll_loop.poll
@@ -79,6 +82,7 @@ class Poller:
         *,
         event_factory: EventFactory | None = None,
         always_ready_files: bool = True,
+        default_max_events: int | None = DEFAULT_MAX_EVENTS,
     ) -> None:
         self._closed = True  # until everything is open: __del__ and close() then do nothing
         cls = backend_class(backend)
@@ -88,7 +92,12 @@ class Poller:
         self._by_token: dict[int, _Reg] = {}
         self._handlers: dict[int, Callable[[int], None]] = {}
         self._capacity = 0  # live tokens x records per token: the most one wait is asked for
-        self._cache: dict[int, Any] = {}
+        if default_max_events is None:
+            default_max_events = sys.maxsize
+        self._max_events = check_max_events(default_max_events, cls.name)
+        self._room = 0  # min(_capacity, _max_events): the room of poll()'s fast path
+        self._cache: dict[int, Any] = {}  # cleared, never replaced: _lookup stays bound to it
+        self._lookup = self._cache.__getitem__
         self._factory: EventFactory = Event if event_factory is None else event_factory
         self._emulate_files = always_ready_files
         self._files = AlwaysReadyFiles()
@@ -354,11 +363,15 @@ class Poller:
 
     def _bind(self, reg: _Reg) -> None:
         self._by_token[reg.token] = reg
-        self._capacity += self._per_token
+        self._add_capacity(self._per_token)
+
+    def _add_capacity(self, delta: int) -> None:
+        self._capacity += delta
+        self._room = min(self._capacity, self._max_events)
 
     def _unbind(self, reg: _Reg) -> None:
         if self._by_token.pop(reg.token, None) is not None:
-            self._capacity -= self._per_token
+            self._add_capacity(-self._per_token)
 
     def _forget(self, reg: _Reg) -> None:
         cache = self._cache

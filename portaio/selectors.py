@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import errno
 import selectors
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from selectors import EVENT_READ, EVENT_WRITE, SelectorKey
 from typing import Any
@@ -31,7 +30,6 @@ from .backends import backend_class
 __all__ = ["EVENT_READ", "EVENT_WRITE", "DefaultSelector", "PortaioSelector", "SelectorKey"]
 
 _VALID = EVENT_READ | EVENT_WRITE
-_ALL = sys.maxsize  # max_events: everything ready (the poller's memory follows its registrations)
 _NOT_WRITABLE = ~int(WRITABLE)
 _NOT_READABLE = ~int(READABLE)
 
@@ -101,7 +99,15 @@ class PortaioSelector(selectors.BaseSelector):
     def __init__(self, backend: str | None = None) -> None:
         # The kernel's refusal of regular files is the selector's error, as
         # with EpollSelector: no always-ready emulation here.
-        self._poller = Poller(backend, event_factory=_key_mask, always_ready_files=False)
+        # As EpollSelector: room for every registered fd in one call (the
+        # poller's default would stop at DEFAULT_MAX_EVENTS).  No count of
+        # ours: the poller bounds the wait by what its registrations can
+        # report (on kqueue, each fd's read and write filters count apart,
+        # so the number of fds would leave one of them queued).
+        self._poller = Poller(
+            backend, event_factory=_key_mask, always_ready_files=False, default_max_events=None
+        )
+        self._poll = self._poller.poll  # bound once: select() is the hot path
         self._fd_to_key: dict[int, SelectorKey] = {}
         self._map: _SelectorMapping | None = _SelectorMapping(self)
         self._kernel_refuses_files = backend_class(backend).refuses_files
@@ -217,14 +223,9 @@ class PortaioSelector(selectors.BaseSelector):
         propagates.
         """
         if timeout is not None and timeout <= 0:
-            timeout = 0.0
+            timeout = 0  # the int: the poller's fast path takes 0 and None
         try:
-            # As EpollSelector: room for every registered fd in one call (the
-            # poller's default would stop at DEFAULT_MAX_EVENTS).  No count of
-            # ours: the poller bounds the wait by what its registrations can
-            # report (on kqueue, each fd's read and write filters count apart,
-            # so the number of fds would leave one of them queued).
-            ready: list[Any] = self._poller.poll(timeout, _ALL)
+            ready: list[Any] = self._poll(timeout)
         except PollerClosed:
             raise self._closed_error() from None
         return ready

@@ -65,7 +65,7 @@ BOXES = [
         320,
         70,
         "C waits  (csrc/*.c, -Wall -Wextra -Werror)",
-        ["keys[i] = kernel flags | token << 32", "one struct unpack → ints"],
+        ["keys[i] = token | kernel flags << 32", "one struct unpack → ints"],
         "#f1f3f4",
     ),
     (

@@ -187,9 +187,9 @@ def merge_keys(kept: list[int], fresh: list[int]) -> list[int]:
     merged: dict[int, int] = {}
     own: list[int] = []
     for key in kept + fresh:
-        if key & K_OTHER:
+        if (key >> 32) & K_OTHER:  # a key is token | bits << 32 (_base.py)
             own.append(key)
         else:
-            token = key >> 32
+            token = key & 0xFFFFFFFF
             merged[token] = merged.get(token, 0) | key
     return own + list(merged.values())

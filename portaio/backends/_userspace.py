@@ -111,7 +111,7 @@ class UserspaceBackend(Backend):
             if bits & invalid:
                 self._drop_closed(fd, entry)
                 continue
-            keys.append(bits | entry[0] << 32)
+            keys.append(entry[0] | bits << 32)  # token | flags << 32 (see _base.py)
         if used < len(raw):
             self._rotation += used
         return keys

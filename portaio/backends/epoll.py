@@ -2,7 +2,7 @@
 
 Each registration's ``epoll_data`` holds its 32-bit token (a modify makes a
 new one).  The C wait turns every ``struct epoll_event`` into one
-``uint64_t`` key, ``events | token << 32``, the same on every architecture
+``uint64_t`` key, ``token | events << 32``, the same on every architecture
 (x86-64 packs the struct to 12 bytes, the others pad it to 16: Python never
 sees it), and one ``struct`` unpack (``_unpack.py``) makes the integers the
 poller maps to cached events.
@@ -77,8 +77,15 @@ if UNAVAILABLE is None:
             (lib.EPOLLERR, ERROR),
         ]
     ]
+    _wait = lib.portaio_epoll_wait
 else:  # pragma: no cover
     _TO_KERNEL = _FROM_KERNEL = []
+
+
+def _new_buffer(records: int) -> tuple[Any, Any]:
+    """Room for *records* kernel records (at most 16 bytes each) and its bytes for the unpack."""
+    keys = ffi.new("uint64_t[]", 2 * records)
+    return keys, ffi.buffer(keys)
 
 
 class EpollBackend(Backend):
@@ -111,8 +118,8 @@ class EpollBackend(Backend):
             err = ffi.errno
             raise OSError(err, f"portaio[epoll]: epoll_create1: {os.strerror(err)}")
         self._epfd = epfd
-        # Several threads may wait at once: each takes a buffer from the pool.
-        self._buffers: list[tuple[Any, Any, Any, int]] = [self._buffer(_FIRST_BUFFER)]
+        self._size = _FIRST_BUFFER  # records every buffer of the pool has room for (see wait())
+        self._pool: list[tuple[Any, Any]] = [_new_buffer(_FIRST_BUFFER)]
 
     def fileno(self) -> int:
         return self._epfd
@@ -149,26 +156,34 @@ class EpollBackend(Backend):
             raise OSError(err, f"portaio[epoll]: cannot unwatch fd {fd}: {os.strerror(err)}")
 
     # --------------------------------------------------------------- wait
-    @staticmethod
-    def _buffer(size: int) -> tuple[Any, Any, Any, int]:
-        keys = ffi.new("uint64_t[]", size)
-        return ffi.new("struct epoll_event[]", size), keys, ffi.buffer(keys), size
-
+    # The hot path.  A buffer is a ``uint64_t[2 * size]`` (room for size
+    # kernel records, which the C wait turns into keys in place) and a
+    # ``ffi.buffer`` over it for the struct unpack.  The poller's buffer
+    # waits in ``_pool``; a thread that finds the pool empty (another thread
+    # is waiting) makes its own, and both go back, so the pool holds as many
+    # buffers as threads ever waited at once.  ``pop`` and ``append`` are
+    # atomic: two waits never share a buffer, and one goes back only once its
+    # keys are read.  No try/finally: a buffer lost to an exception is
+    # garbage, and the next wait makes another.
     def wait(self, timeout: float | None, max_events: int) -> Sequence[int]:
-        # Several threads may wait at once: each takes a buffer from the pool
-        # and puts it back (one lost to an exception is simply made again).
-        buffers = self._buffers
-        entry = buffers.pop() if buffers else self._buffer(_FIRST_BUFFER)
-        if max_events > entry[3]:
-            entry = self._buffer(max(max_events, 2 * entry[3]))
-        n = lib.portaio_epoll_wait(
-            self._epfd, entry[0], entry[1], max_events, -1.0 if timeout is None else timeout
-        )
+        if max_events > self._size:
+            self._grow(max_events)
+        pool = self._pool  # read after the size: see _grow()
+        try:
+            entry = pool.pop()
+        except IndexError:
+            entry = _new_buffer(self._size)
+        keys = entry[0]
+        n = _wait(self._epfd, keys, max_events, -1.0 if timeout is None else timeout)
+        if n == 1:
+            one = [keys[0]]  # one ready fd, the commonest wait: cheaper than an unpack
+            pool.append(entry)
+            return one
         if n > 0:
-            keys = (unpackers.get(n) or unpacker(n))(entry[2])
-            buffers.append(entry)  # only once read: another thread may take it next
-            return keys
-        buffers.append(entry)
+            got = (unpackers.get(n) or unpacker(n))(entry[1])
+            pool.append(entry)
+            return got
+        pool.append(entry)
         if n < 0:
             err = ffi.errno
             # EINTR: return to Python, where pending signal handlers run
@@ -176,6 +191,16 @@ class EpollBackend(Backend):
             if err != errno.EINTR and self._epfd >= 0:
                 raise OSError(err, f"portaio[epoll]: epoll_wait: {os.strerror(err)}")
         return ()
+
+    def _grow(self, max_events: int) -> None:
+        # Every buffer of a pool has room for the size published with it: the
+        # new pool goes first, then its size, so a wait that read the new
+        # size takes from the new pool, and one that read an older size asks
+        # for no more than any buffer of either pool holds.  Buffers of an
+        # old pool go back to it and are dropped with it.
+        size = max(max_events, 2 * self._size)
+        self._pool = [_new_buffer(size)]
+        self._size = size
 
     def events_of(self, flags: int, fd: int, interest: int) -> tuple[int, bool]:
         return translate(flags, _FROM_KERNEL), True
