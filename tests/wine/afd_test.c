@@ -53,8 +53,8 @@ static double now_s(void)
     return (double)c.QuadPart / (double)f.QuadPart;
 }
 
-static uint32_t flags_of(uint64_t k) { return (uint32_t)(k & 0xFFFFFFFFu); }
-static uint32_t token_of(uint64_t k) { return (uint32_t)(k >> 32); }
+static uint32_t flags_of(uint64_t k) { return (uint32_t)(k >> 32); } /* a key is token | flags << 32 */
+static uint32_t token_of(uint64_t k) { return (uint32_t)(k & 0xFFFFFFFFu); }
 
 /* ---------------------------------------------------------------- sockets */
 
@@ -695,7 +695,7 @@ static void test_wake_and_timeouts(void)
     portaio_afd_wake(port, WAKE_TOKEN);
     t0 = now_s();
     n = portaio_afd_wait(port, keys, 8, -1);
-    CHECK(n == 1 && keys[0] == ((uint64_t)WAKE_TOKEN << 32 | PORTAIO_AFD_WAKE),
+    CHECK(n == 1 && keys[0] == ((uint64_t)PORTAIO_AFD_WAKE << 32 | WAKE_TOKEN),
           "a wake before the wait: n=%d", n);
     CHECK(now_s() - t0 < 1.0, "at once");
     CHECK(portaio_afd_wait(port, keys, 8, 0.05) == 0, "three wakes coalesced into one");
