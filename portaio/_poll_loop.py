@@ -73,7 +73,7 @@ def poll(self: Poller, timeout: float | None = None, max_events: int | None = No
     # PyPy compares ints by value); 0.0, False, other timeouts take the
     # general way, which checks them: this test only picks the fast path.
     if max_events is None and not self._sources and (timeout is _ZERO or timeout is None):
-        self._waiting += 1
+        self._waiting.append(None)
         try:
             keys = self._wait(None if timeout is None else 0.0, self._room)
             n = len(keys)
@@ -88,7 +88,7 @@ def poll(self: Poller, timeout: float | None = None, max_events: int | None = No
             return _loop(self, timeout, self._max_events, keys)
         finally:
             # What _release_if_last() needs, inline: one attribute test.
-            self._waiting -= 1
+            self._waiting.pop()
             if self._close_pending:
                 self._release_if_last()
     if timeout is not None:
@@ -101,11 +101,11 @@ def poll(self: Poller, timeout: float | None = None, max_events: int | None = No
         max_events = check_max_events(max_events, self.name)
     if self._closed:
         raise PollerClosed(f"portaio[{self.name}]: poll() on a closed poller{self._closed_why}")
-    self._waiting += 1
+    self._waiting.append(None)
     try:
         return _loop(self, timeout, max_events, None)
     finally:
-        self._waiting -= 1
+        self._waiting.pop()
         if self._close_pending:
             self._release_if_last()
 

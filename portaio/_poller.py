@@ -104,7 +104,9 @@ class Poller:
         self._next_token = 1
         """The next token to try (``_set_next_token_for_tests`` moves it to simulate a wrap)."""
         self._lock = threading.RLock()
-        self._waiting = 0
+        # Threads inside poll(), an item each: append/pop are atomic, ``n += 1`` is not
+        # (PyPy lost a count between load and store, and the deferred close never ran).
+        self._waiting: list[None] = []
         self._close_pending = False
         self._closed_why = ""
         # The sources besides the kernel; ``_sources`` is the one flag the poll
