@@ -15,7 +15,9 @@ releases it like any other number.
 
 from __future__ import annotations
 
+import errno
 import os
+import pathlib
 import sys
 from collections.abc import Callable, Iterator
 
@@ -107,3 +109,86 @@ def test_timer_fd_made_on_fd_zero_is_reused_and_released(
     finally:
         p.close()
     assert 0 not in open_fds(), f"{backend}: close() left its fd 0 open"
+
+
+def _stale_registration_at_zero(p: portaio.Poller) -> int:
+    """Register a pipe's read end at number 0 and close it without unregistering; the write end."""
+    r, w = os.pipe()
+    assert r == 0, f"fd 0 was freed, but pipe() gave {r}"
+    p.register(r, portaio.READABLE, "stale")
+    os.close(r)  # the registration stays; the poller's next fd takes number 0
+    return w
+
+
+def _modify_of_stale_registration_is_ebadf(p: portaio.Poller) -> None:
+    with pytest.raises(OSError, match=rf"portaio\[{p.backend}\].*fd 0\b") as info:
+        p.modify(0, portaio.READABLE, "hijack")
+    assert info.value.errno == errno.EBADF
+
+
+def test_stale_registration_never_reaches_the_pollers_own_timer_fd(
+    backend: str, free_fd_zero: Callable[[], None]
+) -> None:
+    """A registered fd closed without unregister, its number taken by the poller's timerfd (epoll).
+
+    modify is EBADF (the registered file is closed) and changes nothing of
+    the timer's; unregister forgets the registration and leaves the timer's
+    fd watched: timers keep firing, nothing is reported under fd 0.
+    """
+    with portaio.Poller(backend) as p:
+        free_fd_zero()  # after the poller made its own fds
+        w = _stale_registration_at_zero(p)
+        try:
+            p.add_timer(0.02, data="first")
+            _modify_of_stale_registration_is_ebadf(p)
+            assert poll_until(p, bool, timeout=2.0) == [portaio.Event(-1, portaio.TIMER, "first", 1, 0)]
+            assert p.poll(0.05) == []  # the timer's fd drained: not reported as fd 0
+            assert p.unregister(0).data == "stale"
+            p.add_timer(0.02, data="second")
+            assert poll_until(p, bool, timeout=2.0) == [portaio.Event(-1, portaio.TIMER, "second", 1, 0)]
+        finally:
+            os.close(w)
+
+
+def test_stale_registration_never_reaches_the_pollers_own_signal_fd(
+    backend: str, free_fd_zero: Callable[[], None]
+) -> None:
+    """The same with the signal watch's fd (epoll's signalfd, the wakeup-fd pipe elsewhere)."""
+    if sys.platform == "win32":  # pragma: no cover
+        pytest.skip("POSIX signals: Windows has no SIGUSR1")
+    import signal
+
+    with portaio.Poller(backend) as p:
+        free_fd_zero()  # after the poller made its own fds
+        w = _stale_registration_at_zero(p)
+        watch = p.add_signal(signal.SIGUSR1, data="usr1")
+        try:
+            _modify_of_stale_registration_is_ebadf(p)
+            assert p.unregister(0).data == "stale"
+            for _ in range(2):
+                os.kill(os.getpid(), signal.SIGUSR1)
+                assert poll_until(p, bool, timeout=2.0) == [
+                    portaio.Event(-1, portaio.SIGNAL, "usr1", 1, signal.SIGUSR1)
+                ]
+                assert p.poll(0) == []
+        finally:
+            watch.remove()
+            os.close(w)
+
+
+def test_unregister_of_a_closed_fd_whose_number_names_a_regular_file_is_quiet(
+    poller: portaio.Poller, free_fd_zero: Callable[[], None], tmp_path: pathlib.Path
+) -> None:
+    """epoll cannot watch a regular file (EPERM for every control call on it): the stale entry is gone."""
+    free_fd_zero()
+    w = _stale_registration_at_zero(poller)
+    try:
+        with open(tmp_path / "file", "wb") as f:
+            assert f.fileno() == 0
+            assert poller.unregister(0).data == "stale"
+            assert poller.poll(0) == []
+            poller.register(f, portaio.READABLE | portaio.WRITABLE, "file")
+            assert poller.poll(0) == [portaio.Event(0, portaio.READABLE | portaio.WRITABLE, "file")]
+            poller.unregister(f)
+    finally:
+        os.close(w)
