@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import pathlib
+import socket
 import sys
 from collections.abc import Callable, Iterator
 
@@ -53,7 +54,7 @@ def test_fd_closed_behind_the_pollers_back_is_dropped_not_spun_on(
     poller.register(c, portaio.READABLE, "idle")  # keeps the kernel's set non-empty
     number = a.fileno()
     os.close(a.detach())  # not unregistered: the number stays free during the wait
-    assert_sleeps(poller)
+    assert_sleeps(poller, 0.25)
     assert_sleeps(poller, 0.1)  # dropped for good, not only for one wait
     b.close()
     assert poller.unregister(number).data == "closed"
@@ -93,7 +94,7 @@ def test_timer_fd_made_on_fd_zero_is_reused_and_released(
         collect_garbage()
         before = open_fds()
         assert 0 not in before
-        p.add_timer(0.3, data="late")  # epoll: its timerfd is made now, at number 0
+        p.add_timer(0.1, data="late")  # epoll: its timerfd is made now, at number 0
         made = open_fds() - before
         p.add_timer(0.02, data="early")  # earlier: the same native timer is re-armed
         p.add_timer(0.01, data="earliest")
@@ -192,3 +193,165 @@ def test_unregister_of_a_closed_fd_whose_number_names_a_regular_file_is_quiet(
             poller.unregister(f)
     finally:
         os.close(w)
+
+
+def test_poller_out_of_fds_is_emfile_naming_the_backend_and_leaks_nothing(backend: str) -> None:
+    """With room for 0, 1, 2... more fds, ``Poller()`` fails at each fd it makes, cleanly.
+
+    The error names the backend (an eventfd, a pipe failing inside is no
+    clue to which poller could not be made) and whatever was made before the
+    failing fd is closed again.
+    """
+    if sys.platform == "win32":  # pragma: no cover
+        pytest.skip("RLIMIT_NOFILE is POSIX's")
+    import resource
+
+    with portaio.Poller(backend):  # imports whatever it needs now, not with no fd left
+        pass
+    collect_garbage()
+    before = open_fds()
+    free = [n for n in range(max(before) + 8) if n not in before]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    made = False
+    for room in range(6):
+        refused: OSError | None = None
+        # Every fd number below free[room] but exactly *room* of them is taken.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (free[room], hard))
+        try:
+            p = portaio.Poller(backend)
+        except OSError as err:
+            refused = err
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        if refused is None:
+            p.close()
+            made = True
+        else:
+            assert not made, f"{backend}: Poller() failed with room for {room} fds after working with less"
+            assert refused.errno == errno.EMFILE, refused
+            assert str(refused.strerror).startswith(f"portaio[{backend}]: "), str(refused)
+        assert open_fds() == before, f"{backend}: with room for {room} fds, Poller() leaked"
+    assert made, f"{backend}: Poller() never worked with room for up to 5 fds"
+
+
+def _voluntary_switches() -> int:
+    """Voluntary context switches of this thread (-1 where the OS does not count them)."""
+    if not sys.platform.startswith("linux"):
+        return -1
+    import resource
+
+    try:
+        return int(resource.getrusage(getattr(resource, "RUSAGE_THREAD", 1)).ru_nvcsw)
+    except (OSError, ValueError):
+        return -1
+
+
+def test_a_wait_with_nothing_ready_sleeps_in_one_kernel_call(poller: portaio.Poller, fds: Closer) -> None:
+    """poll(0.3) is one wait of 0.3 s in the kernel, not many short ones (poll(2) takes ms: 300, not 0.3)."""
+    a, _ = fds.socketpair()
+    poller.register(a, portaio.READABLE)
+    poller.poll(0)
+    before = _voluntary_switches()
+    if before < 0:
+        pytest.skip("counts the thread's voluntary context switches: Linux's RUSAGE_THREAD")
+    assert poller.poll(0.3) == []
+    sleeps = _voluntary_switches() - before
+    # Each time the thread sleeps in the kernel is one switch; a wait cut
+    # into 1 ms slices is ~300.  A few spare for the interpreter's own.
+    assert sleeps <= 10, f"{poller.backend}: poll(0.3) slept {sleeps} times"
+
+
+def test_urgent_data_wakes_only_priority_interest(
+    poller: portaio.Poller, fds: Closer, capabilities: portaio.Capabilities
+) -> None:
+    """A TCP urgent byte is PRIORITY, not READABLE: interest without PRIORITY sleeps through it."""
+    client, server, _ = fds.tcp_pair()
+    poller.register(server, portaio.READABLE, "r")
+    client.send(b"!", socket.MSG_OOB)
+    assert_sleeps(poller, 0.2)
+    if not capabilities.priority:
+        return
+    poller.modify(server, portaio.READABLE | portaio.PRIORITY, "rp")
+    assert poller.poll(1.0) == [portaio.Event(server.fileno(), portaio.PRIORITY, "rp")]
+    poller.modify(server, portaio.READABLE, "r again")  # PRIORITY dropped: asleep again
+    assert_sleeps(poller, 0.2)
+
+
+def test_fd_watched_for_priority_then_unregistered_and_closed_is_forgotten(
+    poller: portaio.Poller, fds: Closer, capabilities: portaio.Capabilities
+) -> None:
+    """Nothing of an unregistered fd stays in the kernel's sets (select: its exceptional set)."""
+    if not capabilities.priority:
+        pytest.skip(f"{poller.backend} has no PRIORITY here (pinned)")
+    a, _ = socket.socketpair()
+    fds.add(a)
+    poller.register(a, portaio.READABLE | portaio.PRIORITY, "gone")
+    poller.unregister(a)
+    a.close()  # a number left in a set would make every select() fail with EBADF
+    assert_sleeps(poller, 0.3)
+
+
+def test_modify_moves_the_fd_out_of_the_old_interest(poller: portaio.Poller, fds: Closer) -> None:
+    """Readable but not writable: after modify(READABLE -> WRITABLE) the wait sleeps."""
+    a, b = fds.socketpair()
+    try:
+        while True:
+            a.send(b"x" * 65536)
+    except BlockingIOError:
+        pass  # a's send buffer (and b's receive buffer) full: a is not writable
+    b.send(b"unread")  # a is readable
+    poller.register(a, portaio.READABLE, "r")
+    assert poller.poll(1.0) == [portaio.Event(a.fileno(), portaio.READABLE, "r")]
+    poller.modify(a, portaio.WRITABLE, "w")
+    assert_sleeps(poller, 0.3)
+
+
+# Each refusable interest, and the features a refusal may name for it.
+_REFUSABLE = [
+    (portaio.EDGE | portaio.READABLE, {"EDGE"}),
+    (portaio.EXCLUSIVE | portaio.READABLE, {"EXCLUSIVE"}),
+    (portaio.RDHUP, {"RDHUP", "RDHUP without READABLE"}),
+    (portaio.PRIORITY, {"PRIORITY", "PRIORITY alone"}),
+]
+
+
+@pytest.mark.parametrize(("interest", "features"), _REFUSABLE, ids=["edge", "exclusive", "rdhup", "priority"])
+def test_refused_interest_names_backend_feature_and_fd(
+    poller: portaio.Poller, fds: Closer, interest: int, features: set[str]
+) -> None:
+    a, _ = fds.socketpair()
+    try:
+        poller.register(a, interest)
+    except portaio.Unsupported as err:
+        assert err.backend == poller.backend
+        assert err.feature in features, f"{poller.backend}: refused {interest!r} as {err.feature!r}"
+        prefix = f"portaio[{poller.backend}]: {err.feature} is not supported by the {poller.backend} backend"
+        assert str(err).startswith(f"{prefix} (fd {a.fileno()}"), str(err)
+        assert len(poller) == 0
+    else:
+        poller.unregister(a)
+
+
+def test_failed_modify_to_exclusive_leaves_the_old_registration_working(
+    poller: portaio.Poller, fds: Closer, capabilities: portaio.Capabilities
+) -> None:
+    """epoll refuses EPOLLEXCLUSIVE for an epoll fd (EINVAL): the modify fails, nothing is lost."""
+    a, b = fds.socketpair()
+    if not capabilities.exclusive:
+        poller.register(a, portaio.READABLE)
+        with pytest.raises(portaio.Unsupported, match=rf"portaio\[{poller.backend}\]"):
+            poller.modify(a, portaio.READABLE | portaio.EXCLUSIVE)
+        return
+    with portaio.Poller(poller.backend) as inner:
+        if inner.fileno() < 0:
+            pytest.skip(f"{poller.backend} has no kernel object to nest")
+        inner.register(a, portaio.READABLE, "inner")
+        poller.register(inner, portaio.READABLE, "old")
+        with pytest.raises(OSError, match=rf"portaio\[{poller.backend}\].*fd {inner.fileno()}\b") as info:
+            poller.modify(inner, portaio.READABLE | portaio.EXCLUSIVE, "new")
+        assert info.value.errno == errno.EINVAL
+        assert poller.get(inner) is not None and poller.get(inner).data == "old"  # type: ignore[union-attr]
+        assert poller.poll(0) == []
+        b.send(b"x")
+        assert poller.poll(1.0) == [portaio.Event(inner.fileno(), portaio.READABLE, "old")]
+        poller.unregister(inner)
