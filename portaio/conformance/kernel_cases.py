@@ -355,3 +355,53 @@ def test_failed_modify_to_exclusive_leaves_the_old_registration_working(
         b.send(b"x")
         assert poller.poll(1.0) == [portaio.Event(inner.fileno(), portaio.READABLE, "old")]
         poller.unregister(inner)
+
+
+def test_with_every_fd_below_fd_setsize_taken(backend: str, capabilities: portaio.Capabilities) -> None:
+    """select cannot watch fds at or above FD_SETSIZE: a poller that could not watch its own wake-up
+    fd is refused at ``Poller()`` (EMFILE, naming the limit); the others work with any number."""
+    if sys.platform == "win32":  # pragma: no cover
+        pytest.skip("fd numbers are POSIX's: Windows sockets are handles")
+    import resource
+
+    limit = 1024 if capabilities.max_fd is None else capabilities.max_fd + 1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < limit + 16:
+        pytest.skip(f"needs room for {limit + 16} fds, the hard limit is {hard}")
+    collect_garbage()
+    before = open_fds()
+    fillers: list[int] = []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, limit + 16), hard))
+    try:
+        while True:
+            fd = os.dup(2)
+            fillers.append(fd)
+            if fd >= limit - 1:
+                break  # every number below the limit is taken now
+        if capabilities.max_fd is not None:
+            with pytest.raises(OSError) as info:
+                portaio.Poller(backend)
+            assert info.value.errno == errno.EMFILE
+            assert info.value.strerror == (
+                f"portaio[{backend}]: no fd below FD_SETSIZE ({limit}) is free for its wake-up pipe"
+            )
+            assert open_fds() == before | set(fillers)
+        else:
+            with portaio.Poller(backend) as p:
+                a, b = socket.socketpair()
+                try:
+                    assert a.fileno() >= limit
+                    p.register(a, portaio.READABLE, "high")
+                    b.send(b"x")
+                    assert p.poll(1.0) == [portaio.Event(a.fileno(), portaio.READABLE, "high")]
+                    assert a.recv(10) == b"x"
+                    p.wake()
+                    assert p.poll(1.0) == [portaio.Event(-1, portaio.WAKE, None, 1, 0)]
+                finally:
+                    a.close()
+                    b.close()
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert open_fds() == before
