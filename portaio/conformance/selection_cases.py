@@ -65,3 +65,10 @@ def test_unavailable_backend_is_refused_with_its_reason(monkeypatch: pytest.Monk
         assert str(info.value) == (
             f"portaio: the {name} backend (from ${ENV_VAR}) is not available here: {reason}"
         )
+
+
+def test_backend_name_of_the_wrong_type_is_a_type_error_naming_it() -> None:
+    for bad, type_name in ((1, "int"), (b"epoll", "bytes")):
+        with pytest.raises(TypeError) as info:
+            portaio.Poller(bad)  # type: ignore[arg-type]
+        assert str(info.value) == f"portaio: backend must be a str or None, got {type_name}"
