@@ -30,7 +30,12 @@ class PipeWaker(Waker):
     native = "pipe"
 
     def __init__(self, host: Host, max_fd: int | None = None) -> None:
-        r, w = os.pipe()  # close-on-exec since Python 3.4
+        try:
+            r, w = os.pipe()  # close-on-exec since Python 3.4
+        except OSError as err:  # EMFILE, ENFILE: say which poller could not be made
+            raise OSError(
+                err.errno, f"portaio[{host.name}]: cannot make its wake-up pipe: {err.strerror}"
+            ) from None
         try:
             if sys.platform != "win32":  # Windows uses SocketWaker: its select() takes sockets only
                 os.set_blocking(r, False)

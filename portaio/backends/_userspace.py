@@ -8,6 +8,10 @@ from the fd the kernel names:
   it starts again: the poller posts its waker (``interrupt_on_change``);
 * an fd the kernel reports after it changed during the wait (its epoch is
   newer than the wait) is skipped: the report was for the old interest;
+* the set is keyed by number, so a registration closed without
+  ``unregister`` whose number the poller's own next fd took (its wakeup-fd
+  pipe) must not reach that fd: ``remove`` and ``modify`` act only for the
+  token the number is watched under;
 * ONESHOT is emulated exactly: ``disarm`` takes the fd out of the set until
   ``modify`` puts it back;
 * an fd closed behind the poller's back (``POLLNVAL``) is quietly dropped
@@ -19,6 +23,7 @@ from the fd the kernel names:
 
 from __future__ import annotations
 
+import errno
 import threading
 from typing import Any, ClassVar
 
@@ -68,6 +73,15 @@ class UserspaceBackend(Backend):
     def modify(self, fd: int, old_events: int, old_token: int, events: int, token: int) -> None:
         check_fd_open(fd, self.name)
         with self._set_lock:
+            entry = self._watched.get(fd)
+            if entry is not None and entry[0] != old_token:
+                # Closed, and its number watched since under another token
+                # (the poller's own wakeup-fd pipe): not this registration's.
+                raise OSError(
+                    errno.EBADF,
+                    f"portaio[{self.name}]: cannot modify fd {fd}: it was closed"
+                    " (its number names another file now)",
+                )
             self._kernel_watch(fd, events, fd not in self._watched)
             self._epoch += 1
             self._watched[fd] = (token, self._epoch)

@@ -23,9 +23,18 @@ Kernel facts this backend relies on:
   it open).  So the core needs no ``fstat`` to tell a reused number
   (``add_tells_same_file``);
 * ``EPOLL_CTL_DEL`` says ``EBADF`` for a closed fd (epoll dropped it with
-  the file's last reference) and ``ENOENT`` for a number now naming another
-  file: either way the registration is gone and its token unknown, so an
-  event still queued for it is dropped, never misdelivered.
+  the file's last reference), ``ENOENT`` for a number now naming another
+  file and ``EPERM`` for one now naming a file epoll cannot watch (a regular
+  file): either way the registration is gone and its token unknown, so an
+  event still queued for it is dropped, never misdelivered;
+* ``EPOLL_CTL_MOD`` and ``EPOLL_CTL_DEL`` name the entry by the file the
+  number names *now*: if a registered fd is closed without ``unregister``
+  and the poller's own next fd (a timerfd made on the first timer, the
+  signalfd) takes its number, a modify or delete of the stale registration
+  would reach the poller's entry.  So the backend remembers the token each
+  number was last added or modified under, and touches the kernel only for
+  the token it is given: a stale modify is ``EBADF`` (its file is closed), a
+  stale remove does nothing (its entry went with its file).
 """
 
 from __future__ import annotations
@@ -118,6 +127,7 @@ class EpollBackend(Backend):
             err = ffi.errno
             raise OSError(err, f"portaio[epoll]: epoll_create1: {os.strerror(err)}")
         self._epfd = epfd
+        self._tokens: dict[int, int] = {}  # fd -> the token it was last added or modified under
         self._size = _FIRST_BUFFER  # records every buffer of the pool has room for (see wait())
         self._pool: list[tuple[Any, Any]] = [_new_buffer(_FIRST_BUFFER)]
 
@@ -136,8 +146,16 @@ class EpollBackend(Backend):
             raise AlwaysReady(err, f"portaio[epoll]: fd {fd} cannot be watched: always ready")
         if err:
             raise OSError(err, f"portaio[epoll]: cannot watch fd {fd}: {os.strerror(err)}")
+        self._tokens[fd] = token
 
     def modify(self, fd: int, old_events: int, old_token: int, events: int, token: int) -> None:
+        if self._tokens.get(fd) != old_token:
+            # Closed, and the number added again since under another token
+            # (the poller's own timerfd or signalfd): not this registration's entry.
+            raise OSError(
+                errno.EBADF,
+                f"portaio[epoll]: cannot modify fd {fd}: it was closed (its number names another file now)",
+            )
         if (old_events | events) & EXCLUSIVE:
             # EPOLL_CTL_MOD refuses EPOLLEXCLUSIVE (EINVAL): delete and add again.
             err = self._ctl(lib.EPOLL_CTL_DEL, fd, old_events, old_token)
@@ -149,10 +167,14 @@ class EpollBackend(Backend):
             err = self._ctl(lib.EPOLL_CTL_MOD, fd, events, token)
         if err:
             raise OSError(err, f"portaio[epoll]: cannot modify fd {fd}: {os.strerror(err)}")
+        self._tokens[fd] = token
 
     def remove(self, fd: int, events: int, token: int) -> None:
+        if self._tokens.get(fd) != token:
+            return  # closed, and its number added again since: that entry is another's
+        del self._tokens[fd]
         err = self._ctl(lib.EPOLL_CTL_DEL, fd, 0, token)
-        if err and err not in (errno.EBADF, errno.ENOENT):
+        if err and err not in (errno.EBADF, errno.ENOENT, errno.EPERM):
             raise OSError(err, f"portaio[epoll]: cannot unwatch fd {fd}: {os.strerror(err)}")
 
     # --------------------------------------------------------------- wait
