@@ -296,8 +296,9 @@ class Poller:
 
     def get(self, fileobj: FileLike) -> Registration | None:
         """The registration of *fileobj*, or None."""
-        self._check_open()
-        reg = self._regs.get(fd_of(fileobj, self.name))
+        fd = fd_of(fileobj, self.name)
+        self._check_open(fd)
+        reg = self._regs.get(fd)
         return None if reg is None else reg.view
 
     def registrations(self) -> list[Registration]:
