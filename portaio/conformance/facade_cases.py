@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -293,3 +294,107 @@ def test_a_spent_oneshot_regular_file_does_not_spin(
     assert_sleeps(poller, 0.2)
     poller.modify(regular_file, portaio.READABLE | portaio.ONESHOT, "again")
     assert poller.poll(1.0) == [portaio.Event(regular_file, portaio.READABLE, "again")]
+
+
+# ----------------------------------------------- what each refusal says
+def _first_refused(mask: int, caps: portaio.Capabilities) -> str | None:
+    # check_events' order: the first mode or flag the backend lacks is named.
+    for flag, supported in (
+        (portaio.EDGE, caps.edge),
+        (portaio.ONESHOT, caps.oneshot),
+        (portaio.EXCLUSIVE, caps.exclusive),
+        (portaio.PRIORITY, caps.priority),
+        (portaio.RDHUP, caps.rdhup),
+    ):
+        if mask & flag and not supported:
+            return flag.name
+    return None
+
+
+def test_refusals_say_exactly_what_was_refused(
+    poller: portaio.Poller, fds: Closer, capabilities: portaio.Capabilities
+) -> None:
+    a, _ = fds.socketpair()
+    fd = a.fileno()
+    name = poller.backend
+    with pytest.raises(ValueError) as info:
+        poller.register(a, 0)
+    assert str(info.value) == (
+        f"portaio[{name}]: fd {fd}: events 0x0 ask for no readiness (READABLE, WRITABLE, PRIORITY or RDHUP)"
+    )
+    for mask, combination in (
+        (portaio.READABLE | portaio.EXCLUSIVE | portaio.ONESHOT, "EXCLUSIVE with ONESHOT"),
+        (portaio.READABLE | portaio.EXCLUSIVE | portaio.PRIORITY, "EXCLUSIVE with PRIORITY or RDHUP"),
+        (portaio.READABLE | portaio.EXCLUSIVE | portaio.RDHUP, "EXCLUSIVE with PRIORITY or RDHUP"),
+    ):
+        lacking = _first_refused(mask, capabilities)
+        feature, detail = (
+            (combination, f"fd {fd}; the kernel refuses it") if lacking is None else (lacking, f"fd {fd}")
+        )
+        with pytest.raises(portaio.Unsupported) as refused:
+            poller.register(a, mask)
+        assert refused.value.feature == feature
+        assert (
+            str(refused.value)
+            == f"portaio[{name}]: {feature} is not supported by the {name} backend ({detail})"
+        )
+    for bad, kind in (("3", "str"), (1.5, "float"), (b"3", "bytes")):
+        with pytest.raises(TypeError) as wrong:
+            poller.register(bad, portaio.READABLE)
+        assert (
+            str(wrong.value) == f"portaio[{name}]: expected an int fd or an object with fileno(), got {kind}"
+        )
+    assert len(poller) == 0
+    # fd 0 is a valid number (whatever it names here): asked about, not refused.
+    assert poller.get(0) is None and 0 not in poller
+    poller.close()
+    for timeout in (0, None, 0.0, 1):
+        with pytest.raises(portaio.PollerClosed) as closed:
+            poller.poll(timeout)
+        assert str(closed.value) == f"portaio[{name}]: poll() on a closed poller"
+
+
+def test_the_highest_fd_a_backend_takes_is_taken(
+    poller: portaio.Poller, fds: Closer, capabilities: portaio.Capabilities
+) -> None:
+    top = capabilities.max_fd
+    if top is None:
+        pytest.skip(f"{poller.backend} has no fd limit of its own")
+    if sys.platform != "win32":
+        import resource
+
+        if resource.getrlimit(resource.RLIMIT_NOFILE)[0] <= top:
+            pytest.skip(f"the fd limit (RLIMIT_NOFILE) is not above {top}")
+    try:
+        os.fstat(top)
+        pytest.fail(f"fd {top} unexpectedly open in the test process")
+    except OSError:
+        pass
+    a, _ = fds.socketpair()
+    assert os.dup2(a.fileno(), top) == top
+    fds.add(top)
+    poller.register(top, portaio.WRITABLE, "top")
+    assert poller.poll(0) == [portaio.Event(top, portaio.WRITABLE, "top")]
+
+
+def test_close_in_another_thread_of_a_poller_watching_a_signal(backend: str) -> None:
+    # Only the main thread may restore a signal's handler: a close elsewhere
+    # succeeds at once and leaves that to the main thread's next portaio call.
+    before = signal.getsignal(signal.SIGUSR2)
+    poller = portaio.Poller(backend)
+    watch = poller.add_signal(signal.SIGUSR2, "w")
+    errors: list[BaseException] = []
+
+    def close() -> None:
+        try:
+            poller.close()
+        except BaseException as err:  # reported below, in the test's thread
+            errors.append(err)
+
+    thread = threading.Thread(target=close)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive() and errors == [] and poller.closed and not watch.active
+    with portaio.Poller(backend):  # a portaio call in the main thread: the restoration runs
+        pass
+    assert signal.getsignal(signal.SIGUSR2) == before
