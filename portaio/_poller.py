@@ -188,7 +188,7 @@ class Poller:
                 self._unbind(reg)
                 self._drop_stale(stale)  # the number names a regular file now: a new file
                 if not self._emulate_files:
-                    raise PermissionError(err.errno, str(err)) from None
+                    raise PermissionError(err.errno, err.strerror) from None
                 reg.ident = _register.identity(self, fd)
                 reg.always = err.ready
                 self._files.put(reg)
@@ -237,7 +237,7 @@ class Poller:
                     # only be always ready now (a pipe whose reader is gone).
                     self._unbind(reg)
                     if not self._emulate_files:
-                        raise PermissionError(err.errno, str(err)) from None
+                        raise PermissionError(err.errno, err.strerror) from None
                     self._backend.remove(fd, old.events, old.token)
                     reg.always = err.ready
                     self._files.put(reg)

@@ -398,3 +398,35 @@ def test_close_in_another_thread_of_a_poller_watching_a_signal(backend: str) -> 
     with portaio.Poller(backend):  # a portaio call in the main thread: the restoration runs
         pass
     assert signal.getsignal(signal.SIGUSR2) == before
+
+
+# ------------------------------------------------------------ regular files
+_KERNEL_REFUSES_FILES = {"epoll", "kqueue"}
+"""Backends whose kernel refuses a regular file (epoll: EPERM; kqueue: no usable filter)."""
+
+
+def test_regular_file_refused_without_always_ready_emulation(backend: str, regular_file: int) -> None:
+    # Poller(always_ready_files=False), as the selectors adapter makes it:
+    # where the kernel refuses the file, PermissionError (EPERM) naming it.
+    with portaio.Poller(backend, always_ready_files=False) as poller:
+        if backend in _KERNEL_REFUSES_FILES:
+            with pytest.raises(PermissionError) as info:
+                poller.register(regular_file, portaio.READABLE, "file")
+            assert info.value.errno == errno.EPERM
+            assert re.match(rf"portaio\[{backend}\]: fd {regular_file} ", str(info.value.strerror))
+            assert regular_file not in poller and poller.poll(0) == []
+        else:
+            poller.register(regular_file, portaio.READABLE, "file")
+            assert poller.poll(0) == [portaio.Event(regular_file, portaio.READABLE, "file")]
+
+
+def test_regular_file_registered_twice_is_already_registered(
+    poller: portaio.Poller, regular_file: int
+) -> None:
+    poller.register(regular_file, portaio.READABLE, "first")
+    with pytest.raises(
+        portaio.AlreadyRegistered, match=rf"{_tag(poller)}: fd {regular_file} is already registered"
+    ):
+        poller.register(regular_file, portaio.WRITABLE, "second")
+    assert poller.get(regular_file).data == "first"  # type: ignore[union-attr]
+    assert poller.poll(0) == [portaio.Event(regular_file, portaio.READABLE, "first")]
