@@ -188,7 +188,7 @@ class Poller:
                 self._unbind(reg)
                 self._drop_stale(stale)  # the number names a regular file now: a new file
                 if not self._emulate_files:
-                    raise PermissionError(err.errno, str(err)) from None
+                    raise PermissionError(err.errno, err.strerror) from None
                 reg.ident = _register.identity(self, fd)
                 reg.always = err.ready
                 self._files.put(reg)
@@ -237,7 +237,7 @@ class Poller:
                     # only be always ready now (a pipe whose reader is gone).
                     self._unbind(reg)
                     if not self._emulate_files:
-                        raise PermissionError(err.errno, str(err)) from None
+                        raise PermissionError(err.errno, err.strerror) from None
                     self._backend.remove(fd, old.events, old.token)
                     reg.always = err.ready
                     self._files.put(reg)
@@ -296,8 +296,9 @@ class Poller:
 
     def get(self, fileobj: FileLike) -> Registration | None:
         """The registration of *fileobj*, or None."""
-        self._check_open()
-        reg = self._regs.get(fd_of(fileobj, self.name))
+        fd = fd_of(fileobj, self.name)
+        self._check_open(fd)
+        reg = self._regs.get(fd)
         return None if reg is None else reg.view
 
     def registrations(self) -> list[Registration]:
