@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 import portaio
+from portaio.conformance.plugin import Closer
 
 _now = time.monotonic
 
@@ -89,3 +90,30 @@ def test_kernel_turn_does_not_block_while_a_source_holds_a_report(
         if exercised >= 2:
             break
     assert exercised >= 2, "the rotation never listed the timer before the pending report"
+
+
+def test_passed_over_kernel_gets_the_next_turn_after_timers_already_due(
+    poller: portaio.Poller, fds: Closer
+) -> None:
+    # max_events=1 throughout.  The socket is always readable (level).  The
+    # timers t1 and t2 are due before the first poll, which lists t1 and
+    # passes the kernel over; t3 falls due after that.  So: t2 (due when the
+    # kernel was passed over), then the kernel's socket, then t3 (which
+    # passes the kernel over again), then the kernel, whose turn it stays.
+    a, b = fds.socketpair()
+    poller.register(a, portaio.READABLE, "sock")
+    b.send(b"x")
+    t1 = poller.add_timer(0.0, data="t1")
+    t2 = poller.add_timer(0.0, data="t2")
+    _spin_until(max(t1.deadline or 0.0, t2.deadline or 0.0))
+    assert _what(poller.poll(1, max_events=1)) == ["t1"]
+    poller.add_timer(0.0, data="t3")
+    order = [_what(poller.poll(1, max_events=1)) for _ in range(5)]
+    assert order == [["t2"], ["sock"], ["t3"], ["sock"], ["sock"]]
+    assert _what(poller.poll(0)) == ["sock"]
+
+
+def _spin_until(instant: float) -> None:
+    """Busy-wait until the monotonic clock reaches *instant* (microseconds here)."""
+    while _now() < instant:
+        pass
