@@ -163,3 +163,77 @@ def test_one_batch_lists_timers_signals_wake_files_then_fds(
         assert got.count("file") == 1, got
         assert got.index("file") >= len([e for e in want if e != "sock"]), f"the file listed too early: {got}"
     poller.unregister(fd)
+
+
+def _made(poller: portaio.Poller, timeout: float) -> list[Any]:
+    """What poll() returned, built by the poller's event factory."""
+    made: list[Any] = list(poller.poll(timeout))
+    return made
+
+
+def test_event_factory_runs_once_per_registration_and_flags(backend: str, fds: Closer) -> None:
+    # Poller(event_factory=...): its results are cached per registration and
+    # flags, so the factory runs once for each, whatever else the wait holds.
+    calls: list[tuple[int, int, Any]] = []
+
+    def factory(fd: int, events: int, data: Any) -> tuple[str, int, int, Any]:
+        calls.append((fd, events, data))
+        return ("made", fd, events, data)
+
+    poller = portaio.Poller(backend, event_factory=factory)
+    try:
+        a, a_peer = fds.socketpair()
+        c, c_peer = fds.socketpair()
+        poller.register(a, portaio.READABLE, "a")
+        a_peer.send(b"x")
+        [made_a] = _made(poller, 1)
+        assert made_a == ("made", a.fileno(), portaio.READABLE, "a")
+        assert _made(poller, 1)[0] is made_a
+        # A new key beside a cached one in one wait: only the new one is built.
+        poller.register(c, portaio.READABLE, "c")
+        c_peer.send(b"x")
+        both = sorted(_made(poller, 1), key=lambda made: made[1])
+        assert both == sorted([made_a, ("made", c.fileno(), portaio.READABLE, "c")], key=lambda made: made[1])
+        assert next(made for made in both if made[3] == "a") is made_a
+        assert calls == [(a.fileno(), portaio.READABLE, "a"), (c.fileno(), portaio.READABLE, "c")]
+        # New data: built afresh, once.
+        poller.modify(a, portaio.READABLE, "a2")
+        poller.unregister(c)
+        assert _made(poller, 1) == [("made", a.fileno(), portaio.READABLE, "a2")]
+        assert _made(poller, 1) == [("made", a.fileno(), portaio.READABLE, "a2")]
+        assert calls[2:] == [(a.fileno(), portaio.READABLE, "a2")]
+    finally:
+        poller.close()
+
+
+def test_unregistered_while_its_event_is_built_leaves_nothing_for_a_reused_token(
+    backend: str, fds: Closer
+) -> None:
+    # The factory runs outside the poller's lock, as another thread's
+    # unregister() may: here the factory itself unregisters the fd, so the
+    # race is deterministic.  The event built for it must not stay cached
+    # under its token, which a later registration reuses.
+    doomed: list[Any] = []
+
+    def factory(fd: int, events: int, data: Any) -> tuple[int, int, Any]:
+        if doomed:
+            poller.unregister(doomed.pop())
+        return (fd, events, data)
+
+    poller = portaio.Poller(backend, event_factory=factory)
+    try:
+        a, a_peer = fds.socketpair()
+        b, b_peer = fds.socketpair()
+        poller._set_next_token_for_tests(1000)  # the documented test hook (token wrap)
+        poller.register(a, portaio.READABLE, "old")
+        a_peer.send(b"x")
+        doomed.append(a)
+        assert _made(poller, 1) == [(a.fileno(), portaio.READABLE, "old")]
+        assert a not in poller
+        poller._set_next_token_for_tests(1000)  # b gets a's token
+        poller.register(b, portaio.READABLE, "new")
+        b_peer.send(b"x")
+        assert _made(poller, 1) == [(b.fileno(), portaio.READABLE, "new")]
+        assert _made(poller, 0) == [(b.fileno(), portaio.READABLE, "new")]
+    finally:
+        poller.close()
