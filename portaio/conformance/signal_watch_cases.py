@@ -278,3 +278,16 @@ def test_add_signal_without_free_fds_raises_and_changes_nothing(poller: portaio.
         _kill(USR1)
         assert signal_events(poller) == [_event("after", USR1)]
         assert watch.remove() is True
+
+
+def test_a_signal_event_left_over_by_max_events_comes_from_the_next_poll(poller: portaio.Poller) -> None:
+    poller.add_signal(USR1, data=1)
+    poller.add_signal(USR2, data=2)
+    _kill(USR1)
+    _kill(USR2)  # both read together by the next poll, which has room for one
+    first = poller.poll(5.0, max_events=1)
+    assert len(first) == 1
+    # The other one is due now: even a poll that does not wait reports it.
+    second = poller.poll(0, max_events=1)
+    assert sorted(first + second, key=lambda e: e.signum) == [_event(1, USR1), _event(2, USR2)]
+    assert poller.poll(0) == []
