@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
-__all__ = ["handler_installed", "signal_main_after", "signal_storm"]
+__all__ = ["counting_handlers", "handler_installed", "signal_main_after", "signal_storm"]
 
 
 @contextlib.contextmanager
@@ -102,3 +102,26 @@ def signal_storm(interval: float, signum: int | None = None, limit: float = 120.
     finally:
         stop.set()
         thread.join(5.0)
+
+
+@contextlib.contextmanager
+def counting_handlers() -> Iterator[list[int]]:
+    """Python handlers on ``SIGUSR1`` and ``SIGUSR2`` for the block; yields the numbers they got, in order.
+
+    On leaving, a delivery still pending because a failing case left the
+    signal blocked goes to these handlers, not to ``SIG_DFL`` (which would
+    end the whole run) once the previous handlers are back.
+    """
+    calls: list[int] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        calls.append(signum)
+
+    usr1, usr2 = signal.SIGUSR1, signal.SIGUSR2
+    with handler_installed(usr1, handler), handler_installed(usr2, handler):
+        try:
+            yield calls
+        finally:
+            stuck = {usr1, usr2} & signal.sigpending()
+            if stuck:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, stuck)
