@@ -251,13 +251,16 @@ def test_selector_refuses_regular_files_on_every_backend(
 def test_signal_watch_cycles_leak_no_memory(poller: portaio.Poller) -> None:
     # Each watch's internal token and handler must go with it: a program that
     # watches and unwatches a signal for every child it runs would grow.
+    if sys.platform == "win32":  # pragma: no cover
+        pytest.skip("SIGUSR1 is POSIX: Windows has none")
+    signum = signal.SIGUSR1
     tracemalloc = pytest.importorskip("tracemalloc", reason="no tracemalloc here (PyPy): memory not traced")
     if not hasattr(tracemalloc, "get_traced_memory"):  # pragma: no cover
         pytest.skip("this interpreter's tracemalloc traces nothing (PyPy)")
 
     def cycles(count: int) -> None:
         for _ in range(count):
-            poller.add_signal(signal.SIGUSR1).remove()
+            poller.add_signal(signum).remove()
 
     cycles(10)  # caches warmed up
     gc.collect()
@@ -382,6 +385,8 @@ def test_the_highest_fd_a_backend_takes_is_taken(
 def test_close_in_another_thread_of_a_poller_watching_a_signal(backend: str) -> None:
     # Only the main thread may restore a signal's handler: a close elsewhere
     # succeeds at once and leaves that to the main thread's next portaio call.
+    if sys.platform == "win32":  # pragma: no cover
+        pytest.skip("SIGUSR2 is POSIX: Windows has none")
     before = signal.getsignal(signal.SIGUSR2)
     poller = portaio.Poller(backend)
     watch = poller.add_signal(signal.SIGUSR2, "w")
