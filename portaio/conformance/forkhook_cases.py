@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -19,6 +20,9 @@ import pytest
 import portaio
 from portaio.conformance._child import in_child
 from portaio.conformance.plugin import Closer
+
+if sys.platform == "win32":  # pragma: no cover
+    pytest.skip("fork() and SIGUSR2 are POSIX: Windows has neither", allow_module_level=True)
 
 _WHY = (
     " (it was created before fork(); the child must create a new Poller,"
