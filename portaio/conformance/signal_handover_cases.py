@@ -118,6 +118,12 @@ def test_a_delivery_during_the_hand_over_reaches_the_restored_handler(backend: s
         assert compare(before, process_state()) == {}
 
 
+_AFTER_FORK = (
+    " (it was created before fork(); the child must create a new Poller,"
+    " the parent's keeps working in the parent)"
+)
+
+
 def test_a_forked_child_starts_clean_and_hands_over_on_its_own(backend: str) -> None:
     # The child of a process watching signals starts with the handlers, mask
     # and wakeup fd from before the watches, and its own pollers' signals
@@ -126,14 +132,23 @@ def test_a_forked_child_starts_clean_and_hands_over_on_its_own(backend: str) -> 
         before = process_state()
         poller = portaio.Poller(backend)
         try:
-            poller.add_signal(USR2)
-            poller.add_signal(USR1)
+            watches = [poller.add_signal(USR2), poller.add_signal(USR1)]
 
             def child() -> str:
                 kinds = ("handlers", "mask", "wakeup_fd")  # the child has other fds, and no itimer
                 at_start = {k: v for k, v in compare(before, process_state()).items() if k in kinds}
                 if at_start:
                     return f"at start: {at_start}"
+                if any(watch.active for watch in watches):
+                    return "a watch inherited from the parent is active in the child"
+                try:
+                    poller.poll(0)
+                except portaio.PollerClosed as exc:
+                    refused = str(exc)
+                else:
+                    refused = "no error"
+                if refused != f"portaio[{backend}]: poll() on a closed poller{_AFTER_FORK}":
+                    return f"poll() on the inherited poller: {refused}"
                 own = portaio.Poller(backend)
                 own.add_signal(USR1)
                 try:

@@ -225,6 +225,7 @@ def test_a_signal_source_above_the_fd_limit(
 ) -> None:
     # Every fd below 1024 taken: the signal source gets a higher number, which
     # select (FD_SETSIZE) refuses at the call, changing nothing; the others take it.
+    watch: portaio.SignalWatch | None = None
     with counting_handlers() as calls:
         before = process_state()
         with _fds_taken(1024):
@@ -239,7 +240,6 @@ def test_a_signal_source_above_the_fd_limit(
                 assert not (set(state.fds) - set(before.fds)) - set(range(1024))
                 _kill(USR1)
                 assert calls == [USR1]  # the handler stayed
-                watch = None
             else:
                 watch = poller.add_signal(USR1, data="high")
                 assert max(open_fds()) >= 1024

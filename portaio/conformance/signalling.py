@@ -112,6 +112,8 @@ def counting_handlers() -> Iterator[list[int]]:
     signal blocked goes to these handlers, not to ``SIG_DFL`` (which would
     end the whole run) once the previous handlers are back.
     """
+    if sys.platform == "win32":  # pragma: no cover
+        raise NotImplementedError("SIGUSR1/SIGUSR2 and signal masks are POSIX: not on Windows")
     calls: list[int] = []
 
     def handler(signum: int, frame: FrameType | None) -> None:
