@@ -58,8 +58,24 @@ _BAD = [
     ),
 ]
 
+_BAD_IDS = [
+    "delay-str",
+    "delay-bool",
+    "delay-None",
+    "delay-nan",
+    "delay-negative",
+    "delay-inf",
+    "delay-1e10",
+    "interval-str",
+    "interval-nan",
+    "interval-zero",
+    "interval-negative",
+    "interval-2e9",
+    "interval-1e-7",
+]
 
-@pytest.mark.parametrize(("delay", "interval", "error", "message"), _BAD, ids=[m for *_, m in _BAD])
+
+@pytest.mark.parametrize(("delay", "interval", "error", "message"), _BAD, ids=_BAD_IDS)
 def test_bad_delay_or_interval_is_refused_naming_backend_and_argument(
     poller: portaio.Poller, delay: Any, interval: Any, error: type, message: str
 ) -> None:
