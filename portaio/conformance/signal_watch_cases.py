@@ -204,7 +204,12 @@ def test_a_signal_source_on_fd_0_works(backend: str) -> None:
 
 @contextlib.contextmanager
 def _fds_taken(below: int) -> Iterator[None]:
-    """Make every free fd number below *below* open (``/dev/null``) for the block."""
+    """Make every free fd number below *below* open (``/dev/null``) for the block.
+
+    Call it before lowering ``RLIMIT_NOFILE`` to *below*: the ``/dev/null``
+    it duplicates must be opened while a number is still free (with no hole
+    in the fd table below the limit, as under mutmut, it would be EMFILE).
+    """
     taken: list[int] = []
     null = os.open(os.devnull, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
@@ -262,14 +267,14 @@ def test_add_signal_without_free_fds_raises_and_changes_nothing(poller: portaio.
         before = process_state()
         # 0 free fds, then 1: a source that opened before another failed is released too.
         for free in (0, 1):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (top, hard))
-            try:
-                with _fds_taken(top - free):
+            with _fds_taken(top - free):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (top, hard))
+                try:
                     with pytest.raises(OSError) as info:
                         poller.add_signal(USR1)
                     assert info.value.errno == errno.EMFILE
-            finally:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+                finally:
+                    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
             assert compare(before, process_state()) == {}
             _kill(USR1)
             assert calls == [USR1]  # the handler stayed
