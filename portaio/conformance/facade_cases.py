@@ -27,27 +27,9 @@ import pytest
 
 import portaio
 from portaio.conformance.busyloop_cases import assert_sleeps
+from portaio.conformance.errors_cases import _FileNo, _tag
 from portaio.conformance.plugin import Closer, open_fds
 from portaio.selectors import PortaioSelector
-
-
-def _tag(poller: portaio.Poller) -> str:
-    return rf"portaio\[{poller.backend}\]"
-
-
-class _FileNo:
-    """An object whose ``fileno()`` returns or raises what it is given."""
-
-    def __init__(self, result: Any) -> None:
-        self.result = result
-
-    def __repr__(self) -> str:
-        return f"_FileNo({self.result!r})"
-
-    def fileno(self) -> Any:
-        if isinstance(self.result, BaseException):
-            raise self.result
-        return self.result
 
 
 # ------------------------------------------------------------ replace_data
