@@ -64,6 +64,23 @@ int portaio_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint32_t token)
    per event at its start: token | events << 32.  Returns the count, or -1
    with errno. */
 int portaio_epoll_wait(int epfd, uint64_t *keys, int maxevents, double timeout);
+/* poll(0)'s quick wait (see csrc/portaio_epoll.c).  A handle per epoll fd:
+   users counts the quick waits in flight and a close request.  A quick
+   buffer: keys has room for 2 * (its size) uint64_t, room is the most keys a
+   wait asks for (Python writes it when the poller's room changes). */
+struct portaio_epoll_handle { int epfd; ...; };
+struct portaio_epoll_quick { struct portaio_epoll_handle *handle; uint64_t *keys; int room; ...; };
+#define PORTAIO_QUICK_TAKEN ...
+/* One zero-timeout wait: the key when one event came, -2 - n for n != 1
+   events (the buffer then stays the caller's until it calls
+   portaio_epoll_quick_release), PORTAIO_QUICK_TAKEN (-3) when another thread
+   holds the buffer or the fd is closing, -1 with errno for a failure. */
+int64_t portaio_epoll_wait_now(struct portaio_epoll_quick *q);
+/* Give back a buffer this thread holds; nothing otherwise. */
+void portaio_epoll_quick_release(struct portaio_epoll_quick *q);
+/* Ask to close h->epfd: 1 if no quick wait is in flight (the caller closes
+   it now), 0 if one is (the last one out closes it). */
+int portaio_epoll_handle_close(struct portaio_epoll_handle *h);
 /* 1 once epoll_pwait2 is known to work, 0 if it is missing, -1 if not tried yet. */
 int portaio_epoll_precise(void);
 """

@@ -63,18 +63,54 @@ def poll(self: Poller, timeout: float | None = None, max_events: int | None = No
     next call.  A signal arriving meanwhile runs its Python handler; an
     exception from the handler propagates, otherwise the wait resumes.
     """
-    # The common call, one branch: poll(0) or poll() with no max_events and
-    # no source besides the kernel active (``_sources`` is also set once the
-    # poller is closed).  One wait of the poller's room; if every key is in
-    # the event cache, the cached events are the answer.  A cache miss, or a
-    # wait with nothing (to go round again or raise) continues in _loop()
-    # with what the wait returned, still counted as waiting.
-    # ``timeout is _ZERO`` is int 0 (small ints are one object in CPython,
-    # PyPy compares ints by value); 0.0, False, other timeouts take the
-    # general way, which checks them: this test only picks the fast path.
-    if max_events is None and not self._sources and (timeout is _ZERO or timeout is None):
-        self._waiting.append(None)
-        try:
+    # poll(0), no max_events, no source but the kernel active (``_sources``
+    # is also set once the poller is closed), on a backend with a quick wait:
+    # one C call of one argument whose result is the only key of the
+    # commonest wait, one subscript of the event cache, nothing counted (the
+    # C keeps the kernel fd open and the buffer to this thread meanwhile:
+    # backends/_base.py).  ``timeout is _ZERO`` is int 0 (small ints are one
+    # object in CPython, PyPy compares ints by value); 0.0, False and other
+    # timeouts take the general way, which checks them: this test only picks
+    # the fast path.
+    if timeout is _ZERO and max_events is None and not self._sources:
+        quick = self._quick
+        if quick is not None:
+            q = quick[0]
+            try:
+                got = self._quick_wait(q)
+                if got >= 0:
+                    try:
+                        return [self._cache[got]]
+                    except KeyError:
+                        return _dispatch_counted(self, (got,))
+                if got < -3:
+                    keys = self._backend.quick_keys(quick[1], -2 - got)
+                    self._quick_release(q)
+                    try:
+                        return list(map(self._lookup, keys))
+                    except KeyError:
+                        return _dispatch_counted(self, keys)
+                if got == -2 and not self._sources:
+                    return []
+            except BaseException:
+                # A signal handler's exception can come between the wait and
+                # the release: give the buffer back (only if this thread holds it).
+                self._quick_release(q)
+                raise
+            # -1 (a failure: the wait below says which), -3 (another thread
+            # has the buffer) or a source became active: the counted way.
+    # Counted as waiting first: a close() in another thread from here on is
+    # deferred to the last waiter, so no wait below can reach a closed (and
+    # maybe reused) kernel fd.
+    waiting = self._waiting
+    waiting.append(None)
+    try:
+        # The common call, one branch: poll(0) or poll() with no max_events
+        # and no source besides the kernel active.  One wait of the poller's
+        # room; if every key is in the event cache, the cached events are
+        # the answer.  A cache miss, or a wait with nothing (to go round
+        # again or raise) continues in _loop() with what the wait returned.
+        if max_events is None and not self._sources and (timeout is _ZERO or timeout is None):
             keys = self._wait(None if timeout is None else 0.0, self._room)
             n = len(keys)
             try:
@@ -86,11 +122,35 @@ def poll(self: Poller, timeout: float | None = None, max_events: int | None = No
             except KeyError:
                 pass
             return _loop(self, timeout, self._max_events, keys)
-        finally:
-            # What _release_if_last() needs, inline: one attribute test.
-            self._waiting.pop()
-            if self._close_pending:
-                self._release_if_last()
+        return _general(self, timeout, max_events)
+    finally:
+        # What _release_if_last() needs, inline: one attribute test.
+        waiting.pop()
+        if self._close_pending:
+            self._release_if_last()
+
+
+def _dispatch_counted(self: Poller, keys: Sequence[int]) -> list[Any]:
+    """What a quick wait returned, past the cache: dispatched as a waiting thread.
+
+    Counted first, then the check for a close() that came during the quick
+    wait: a close from here on is deferred, so no handler reaches an fd the
+    poller gave back.
+    """
+    waiting = self._waiting
+    waiting.append(None)
+    try:
+        if self._closed:
+            raise PollerClosed(f"portaio[{self.name}]: the poller was closed during poll(){self._closed_why}")
+        return _loop(self, 0, self._max_events, keys)
+    finally:
+        waiting.pop()
+        if self._close_pending:
+            self._release_if_last()
+
+
+def _general(self: Poller, timeout: float | None, max_events: int | None) -> list[Any]:
+    """Any other call: the arguments checked, then the loop (counted as waiting)."""
     if timeout is not None:
         cls = timeout.__class__
         if (cls is not float and cls is not int) or not 0 <= timeout <= TIMEOUT_MAX:
@@ -101,13 +161,7 @@ def poll(self: Poller, timeout: float | None = None, max_events: int | None = No
         max_events = check_max_events(max_events, self.name)
     if self._closed:
         raise PollerClosed(f"portaio[{self.name}]: poll() on a closed poller{self._closed_why}")
-    self._waiting.append(None)
-    try:
-        return _loop(self, timeout, max_events, None)
-    finally:
-        self._waiting.pop()
-        if self._close_pending:
-            self._release_if_last()
+    return _loop(self, timeout, max_events, None)
 
 
 def _loop(self: Poller, timeout: float | None, max_events: int, keys: Sequence[int] | None) -> list[Any]:

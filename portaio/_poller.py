@@ -39,6 +39,10 @@ EventFactory = Callable[[int, int, Any], Any]
 """``factory(fd, events, data)``: what :meth:`Poller.poll` returns for an fd's readiness."""
 
 
+def _no_quick_wait(q: Any) -> Any:  # pragma: no cover - never called: _quick is None
+    raise AssertionError("portaio: no quick wait on this backend")
+
+
 class Poller:
     """Readiness of many file descriptors, through the best mechanism of the OS.
 
@@ -123,6 +127,13 @@ class Poller:
         self._per_token = cls.records_per_token
         self._backend = cls()
         self._wait = self._backend.wait
+        # poll(0)'s quick wait where the backend has one (backends/_base.py):
+        # the C function and its (state, view) pair, renewed with the room.
+        calls = self._backend.quick_calls()
+        self._quick_wait: Callable[[Any], int]
+        self._quick_release: Callable[[Any], None]
+        self._quick_wait, self._quick_release = calls or (_no_quick_wait, _no_quick_wait)
+        self._quick = None if calls is None else self._backend.quick_buffer(0)
         self._oneshot_in_kernel = cls.oneshot_in_kernel
         self._add_tells_same_file = cls.add_tells_same_file
         self._interrupt_on_change = cls.interrupt_on_change
@@ -371,6 +382,8 @@ class Poller:
     def _add_capacity(self, delta: int) -> None:
         self._capacity += delta
         self._room = min(self._capacity, self._max_events)
+        if self._quick is not None:
+            self._quick = self._backend.quick_buffer(self._room)
 
     def _unbind(self, reg: _Reg) -> None:
         if self._by_token.pop(reg.token, None) is not None:

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Sequence
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from .._types import Capabilities
 
@@ -323,6 +323,41 @@ class Backend(abc.ABC):
         waits again for the time left), or when the backend was closed
         meanwhile; raises :class:`OSError` for any other failure.
         """
+
+    # ------------------------------------------------ poll(0)'s quick wait
+    # Optional.  A wait with a zero timeout is most of an event loop's waits,
+    # and at one ready fd the Python around a wait costs more than the system
+    # call: a backend that can wait in *one* C call of *one* argument (cffi
+    # makes that a METH_O function, ~200 ns cheaper than four arguments)
+    # offers it here, and the core's fast path calls it directly, without its
+    # count of threads in poll(): the C itself keeps the kernel fd open while
+    # a quick wait runs and a buffer to one thread at a time.
+    def quick_calls(self) -> tuple[Callable[[Any], int], Callable[[Any], None]] | None:
+        """``(quick_wait, quick_release)``, the backend's C functions, or None where it has none.
+
+        ``quick_wait(q)``: one zero-timeout wait into the buffer ``q`` of
+        :meth:`quick_buffer`.  Returns the key when exactly one came; ``-2 -
+        n`` when ``n != 1`` keys came (read them with :meth:`quick_keys`, then
+        give the buffer back with ``quick_release(q)``); ``-3`` when another
+        thread holds the buffer or the backend is closing; ``-1`` for a
+        failure (the core then takes :meth:`wait`, which says what failed).
+        ``quick_release(q)`` gives back a buffer this thread holds (after
+        reading its keys, or on the way out of an exception), else does nothing.
+        """
+        return None
+
+    def quick_buffer(self, room: int) -> tuple[Any, Any]:
+        """``(q, view)`` for :attr:`quick_wait`, asking for at most *room* keys.
+
+        Called under the poller's lock whenever its room changes.  A pair's
+        room never grows past what its buffer holds (a larger room gets a new
+        pair), so a quick wait still running on an old pair stays in bounds.
+        """
+        raise NotImplementedError(f"portaio[{self.name}]: no quick wait")
+
+    def quick_keys(self, view: Any, n: int) -> Sequence[int]:
+        """The *n* keys a :attr:`quick_wait` left in the buffer *view*."""
+        raise NotImplementedError(f"portaio[{self.name}]: no quick wait")
 
     @abc.abstractmethod
     def events_of(self, flags: int, fd: int, interest: int) -> tuple[int, bool]:

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Any
 
 __all__ = ["unpacker", "unpackers"]
 
-unpackers: dict[int, Callable[[Any], tuple[int, ...]]] = {}
+unpackers: dict[int, Callable[..., tuple[int, ...]]] = {}
 """Unpackers of ``n`` keys, by ``n``."""
 
 
-def unpacker(n: int) -> Callable[[Any], tuple[int, ...]]:
+def unpacker(n: int) -> Callable[..., tuple[int, ...]]:
     """The unpacker of *n* keys (made once, then found in :data:`unpackers`)."""
     unpack = unpackers[n] = struct.Struct(f"={n}Q").unpack_from
     return unpack

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._flags import EDGE, ERROR, EXCLUSIVE, HANGUP, ONESHOT, PRIORITY, RDHUP, READABLE, WRITABLE
@@ -130,6 +130,12 @@ class EpollBackend(Backend):
         self._tokens: dict[int, int] = {}  # fd -> the token it was last added or modified under
         self._size = _FIRST_BUFFER  # records every buffer of the pool has room for (see wait())
         self._pool: list[tuple[Any, Any]] = [_new_buffer(_FIRST_BUFFER)]
+        # The quick wait's (see quick_buffer()): the handle that closes the
+        # fd under a quick wait in flight, the newest buffer and its size.
+        self._handle = ffi.new("struct portaio_epoll_handle *")
+        self._handle.epfd = epfd
+        self._quick: tuple[Any, Any] | None = None
+        self._quick_size = 0
 
     def fileno(self) -> int:
         return self._epfd
@@ -214,6 +220,33 @@ class EpollBackend(Backend):
                 raise OSError(err, f"portaio[epoll]: epoll_wait: {os.strerror(err)}")
         return ()
 
+    # poll(0)'s quick wait (csrc/portaio_epoll.c): ``portaio_epoll_wait_now(q)``
+    # for a ``struct portaio_epoll_quick`` q: the handle, a key buffer and the
+    # room, which the poller sets through quick_buffer() when it changes, so
+    # that the call needs no other argument.  The C guards the buffer (one
+    # thread at a time) and the fd (closed by the last quick wait out).
+    def quick_calls(self) -> tuple[Callable[[Any], int], Callable[[Any], None]] | None:
+        return lib.portaio_epoll_wait_now, lib.portaio_epoll_quick_release
+
+    def quick_buffer(self, room: int) -> tuple[Any, Any]:
+        pair = self._quick
+        if pair is None or room > self._quick_size:
+            # Grown: a new buffer, so that a quick wait still running on the
+            # old one (whose room it holds) stays in bounds.
+            size = max(room, _FIRST_BUFFER, 2 * self._quick_size)
+            keys = ffi.new("uint64_t[]", 2 * size)
+            quick = ffi.new("struct portaio_epoll_quick *")
+            quick.handle = self._handle
+            quick.keys = keys
+            # The view keeps the keys alive, the pair the struct.
+            pair = (quick, ffi.buffer(keys))
+            self._quick, self._quick_size = pair, size
+        pair[0].room = room
+        return pair
+
+    def quick_keys(self, view: Any, n: int) -> Sequence[int]:
+        return (unpackers.get(n) or unpacker(n))(view)
+
     def _grow(self, max_events: int) -> None:
         # Every buffer of a pool has room for the size published with it: the
         # new pool goes first, then its size, so a wait that read the new
@@ -229,7 +262,17 @@ class EpollBackend(Backend):
 
     def close(self) -> None:
         epfd, self._epfd = self._epfd, -1
+        # Closed now, or by the last quick wait in flight (poll(0) in another
+        # thread does not defer close(), see csrc/portaio_epoll.c).
+        if epfd >= 0 and lib.portaio_epoll_handle_close(self._handle):
+            os.close(epfd)
+
+    def close_after_fork(self) -> None:
+        # The child's copy: no quick wait is in flight here, whatever the
+        # parent's count says (a thread of the parent may have been waiting).
+        epfd, self._epfd = self._epfd, -1
         if epfd >= 0:
+            lib.portaio_epoll_handle_close(self._handle)
             os.close(epfd)
 
     # ------------------------------------------------------------ sources
