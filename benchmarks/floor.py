@@ -3,17 +3,21 @@
 ``python benchmarks/floor.py [N R]`` prints, in CPU time per wait (median of
 15 interleaved repeats, R ready of N registered sockets, default 1,000 and 1):
 
-* ``bare cffi``: the cffi call to ``portaio_epoll_wait`` alone, no Python
-  work on its result;
+* ``bare cffi, 4 args``: the general wait's cffi call, ``portaio_epoll_wait``
+  (four arguments: cffi packs them into a tuple), no Python work on its result;
+* ``bare quick wait``: the quick wait of ``poll(0)``'s fast path,
+  ``portaio_epoll_wait_now`` (one argument, the only key as its result);
 * ``select.epoll.poll``: the standard library's whole wait;
 * ``epoll+dict``: that and one dict lookup per event (the benchmark's
   baseline);
-* ``least Python``: the least a Python method over cffi can do: one call, the
-  keys read, one dict lookup each into the cached events, a list;
+* ``least Py, 4 args`` and ``least Py, quick``: the least a Python method
+  over either call can do: the call, the keys read, one dict lookup each
+  into the cached events, a list;
 * ``Poller.poll``: portaio, reading ``event.data`` as the others read theirs.
 
 ``python benchmarks/floor.py --round NAME K [N R]`` runs K rounds of one of
-them (names: bare, std, std_dict, least, poller, selector, epollselector) for
+them (names: bare, bare_quick, std, std_dict, least, least_quick, poller,
+selector, epollselector) for
 an instruction count under callgrind; the count per round is the difference
 of two runs with different K (see docs/benchmarks.rst)::
 
@@ -72,11 +76,31 @@ def contenders(n: int, ready: int) -> tuple[dict[str, Callable[[int], None]], li
             return list(map(lookup, unpack(keys, got)))
 
     least = Least().poll
+    # The quick wait of poll(0)'s fast path: one argument, the one key as its result.
+    q, view = poller._quick
+    quick, release = lib.portaio_epoll_wait_now, lib.portaio_epoll_quick_release
+    quick_keys = poller._backend.quick_keys
+
+    class LeastQuick:
+        def poll(self, timeout: float | None = None, max_events: int | None = None) -> list[Any]:
+            got = quick(q)
+            if got >= 0:
+                return [cache[got]]
+            keys = quick_keys(view, -2 - got)
+            release(q)
+            return list(map(lookup, keys))
+
+    least_quick = LeastQuick().poll
     poll, std_poll, sel_select, std_select = poller.poll, ep.poll, sel.select, std_sel.select
 
     def bare(rounds: int) -> None:
         for _ in range(rounds):
             wait(epfd, keys, 1024, 0.0)
+
+    def bare_quick(rounds: int) -> None:
+        for _ in range(rounds):
+            if quick(q) < -3:
+                release(q)
 
     def std(rounds: int) -> None:
         for _ in range(rounds):
@@ -90,6 +114,11 @@ def contenders(n: int, ready: int) -> tuple[dict[str, Callable[[int], None]], li
     def least_python(rounds: int) -> None:
         for _ in range(rounds):
             for event in least(0):
+                _ = event.data
+
+    def least_quick_python(rounds: int) -> None:
+        for _ in range(rounds):
+            for event in least_quick(0):
                 _ = event.data
 
     def poller_poll(rounds: int) -> None:
@@ -109,9 +138,11 @@ def contenders(n: int, ready: int) -> tuple[dict[str, Callable[[int], None]], li
 
     runs = {
         "bare": bare,
+        "bare_quick": bare_quick,
         "std": std,
         "std_dict": std_dict,
         "least": least_python,
+        "least_quick": least_quick_python,
         "poller": poller_poll,
         "selector": selector,
         "epollselector": epoll_selector,
@@ -120,10 +151,12 @@ def contenders(n: int, ready: int) -> tuple[dict[str, Callable[[int], None]], li
 
 
 LABELS = {
-    "bare": "bare cffi",
+    "bare": "bare cffi, 4 args",
+    "bare_quick": "bare quick wait",
     "std": "select.epoll.poll",
     "std_dict": "epoll+dict",
-    "least": "least Python",
+    "least": "least Py, 4 args",
+    "least_quick": "least Py, quick",
     "poller": "Poller.poll",
 }
 
