@@ -26,7 +26,10 @@ rotate among themselves too (``Poller._rotation``).  So a timer that is
 always due cannot starve an fd, nor an fd a timer: with ``max_events=1``
 they alternate.  With no source active (no timer pending that the kernel
 timer does not cover, no signal delivery or wake-up to report, no
-always-ready file), a round is just the kernel wait and the cache lookups.
+always-ready file), a round is just the kernel wait and the cache lookups;
+``poll(0)`` then calls the backend's *quick wait* where it has one (one C call
+of one argument that guards its buffer and the kernel fd itself, see
+``backends/_base.py``), and the only key of the commonest wait is its result.
 """
 
 from __future__ import annotations

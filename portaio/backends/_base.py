@@ -347,7 +347,7 @@ class Backend(abc.ABC):
         return None
 
     def quick_buffer(self, room: int) -> tuple[Any, Any]:
-        """``(q, view)`` for :attr:`quick_wait`, asking for at most *room* keys.
+        """``(q, view)`` for the quick wait of :meth:`quick_calls`, asking for at most *room* keys.
 
         Called under the poller's lock whenever its room changes.  A pair's
         room never grows past what its buffer holds (a larger room gets a new
@@ -356,7 +356,7 @@ class Backend(abc.ABC):
         raise NotImplementedError(f"portaio[{self.name}]: no quick wait")
 
     def quick_keys(self, view: Any, n: int) -> Sequence[int]:
-        """The *n* keys a :attr:`quick_wait` left in the buffer *view*."""
+        """The *n* keys a quick wait (:meth:`quick_calls`) left in the buffer *view*."""
         raise NotImplementedError(f"portaio[{self.name}]: no quick wait")
 
     @abc.abstractmethod
