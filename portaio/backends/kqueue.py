@@ -35,9 +35,9 @@ Kernel facts this backend relies on:
   older NetBSD ``EBADF``).  Any other file the kernel refuses is an error at
   ``register`` naming the fd and the reason (a macOS tty, a kqueue watched
   for writing).
-* Closing an fd drops its knotes from every kqueue (``knote_fdclose``:
-  FreeBSD's ``closefp`` in ``sys/kern/kern_descrip.c`` calls it; xnu's in
-  ``bsd/kern/kern_event.c``), but a change names a knote by *number*: if a
+* Closing an fd drops its knotes from every kqueue (``knote_fdclose``,
+  called by FreeBSD's ``closefp`` and xnu's ``fp_close_and_unlock``, both in
+  ``kern_descrip.c``), but a change names a knote by *number*: if a
   registered fd is closed without ``unregister`` and the poller's own next
   fd takes its number (a signal watch's wakeup-fd socket, the waker's pipe
   where there is no ``EVFILT_USER``), an ``EV_DELETE``/``EV_ADD`` for the
