@@ -110,6 +110,49 @@ def test_failed_modify_leaves_the_old_registration_working(
         b.close()
 
 
+def test_stale_registration_never_touches_the_knotes_of_the_numbers_next_file(
+    backend: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registration closed without unregister, its number taken by the poller's own next file.
+
+    A native kernel drops a closed fd's knotes (knote_fdclose); the delete
+    below stands for that (libkqueue keeps them, and its EV_ADD on a kept
+    knote keeps the old udata).  The poller's own file under the number (a
+    signal watch's wakeup socket on macOS, a waker pipe without EVFILT_USER)
+    is added under another token: the stale registration's modify, disarm
+    and remove must send no change for it.
+    """
+    a, b = socket.socketpair()
+    fd = a.fileno()
+    try:
+        backend.add(fd, portaio.READABLE, 1)  # the registration later closed
+        assert backend.apply(fd, [(kf.EVFILT_READ, kf.EV_DELETE, 0, 0)], 1) == [0]  # its close
+        backend.add(fd, portaio.READABLE, 2)  # the poller's own file, same number
+        sent: list[tuple[int, list[kf.Change]]] = []
+        real = backend._apply
+
+        def apply(kq: int, ident: int, changes: list[kf.Change], tok: int) -> list[int]:
+            sent.append((ident, changes))
+            return real(kq, ident, changes, tok)  # type: ignore[no-any-return]
+
+        monkeypatch.setattr(backend, "_apply", apply)
+        closed = rf"portaio\[kqueue\]: cannot modify fd {fd}: it was closed"
+        with pytest.raises(OSError, match=closed) as caught:
+            backend.modify(fd, portaio.READABLE, 1, portaio.READABLE | portaio.WRITABLE, 3)
+        assert caught.value.errno == errno.EBADF
+        backend.disarm(fd, portaio.READABLE, 1)
+        backend.remove(fd, portaio.READABLE, 1)
+        assert sent == []
+        b.send(b"x")
+        assert _tokens(backend) == {2}  # still watched, under the poller's token
+        backend.remove(fd, portaio.READABLE, 2)
+        assert sent == [(fd, [(kf.EVFILT_READ, kf.EV_DELETE, 0, 0)])]
+        assert _tokens(backend, 0) == set()
+    finally:
+        a.close()
+        b.close()
+
+
 def test_refused_file_is_an_error_naming_the_fd(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A tty or device the kernel cannot watch is no "always ready" file."""
     a, b = socket.socketpair()

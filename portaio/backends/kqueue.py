@@ -35,6 +35,20 @@ Kernel facts this backend relies on:
   older NetBSD ``EBADF``).  Any other file the kernel refuses is an error at
   ``register`` naming the fd and the reason (a macOS tty, a kqueue watched
   for writing).
+* Closing an fd drops its knotes from every kqueue (``knote_fdclose``,
+  called by FreeBSD's ``closefp`` and xnu's ``fp_close_and_unlock``, both in
+  ``kern_descrip.c``), but a change names a knote by *number*: if a
+  registered fd is closed without ``unregister`` and the poller's own next
+  fd takes its number (a signal watch's wakeup-fd socket, the waker's pipe
+  where there is no ``EVFILT_USER``), an ``EV_DELETE``/``EV_ADD`` for the
+  stale registration would delete or take over the poller's knote.  So, as
+  on epoll, the backend remembers the token each number was last added or
+  modified under and touches the kernel only for the token it is given: a
+  stale modify is ``EBADF``, a stale remove or disarm does nothing.  Where
+  nothing of ours took the number, ``EV_DELETE`` finds no knote: ``EBADF``
+  for a closed number (FreeBSD ``kqueue_register`` calls ``fget`` first),
+  else ``ENOENT`` (FreeBSD, and xnu ``kevent_register`` without looking
+  the file up), a regular file's number included.
 * kqueue descriptors are not inherited by ``fork()``: in a child the poller
   is retired (see ``_fork.py``) and this backend forgets the numbers without
   closing them, as they may already name other files of the child.
@@ -127,6 +141,7 @@ class KqueueBackend(Backend):
         # probe below.
         self._control = threading.Lock()
         self._helpers: dict[int, _Helpers] = {}
+        self._tokens: dict[int, int] = {}  # fd -> the token it was last added or modified under
         self._probe_kq = -1  # a kqueue of its own for one-off write filters, opened when needed
         self._probe_buf = self._buffer(1)
         self._pending: list[int] = []  # keys of one wait beyond its max_events, for the next
@@ -180,8 +195,11 @@ class KqueueBackend(Backend):
             errors = self._apply(self.kq, fd, adds, token)
             failed, undo = kf.outcome(adds, errors)
             if not failed:
+                self._tokens[fd] = token
                 if _kevent.uses_helpers(events):
                     self._helpers[fd] = _Helpers(token, events)
+                else:
+                    self._helpers.pop(fd, None)  # a closed registration's
                 return
             if undo:
                 self._apply(self.kq, fd, undo, token)
@@ -196,6 +214,15 @@ class KqueueBackend(Backend):
         # fails, the old filters come back: the fd is never left half-watched
         # under a token the core has already forgotten.
         with self._control:
+            if self._tokens.get(fd) != old_token:
+                # Closed, and the number added again since under another
+                # token (the poller's own wakeup socket or waker pipe): its
+                # knotes are not this registration's (see the module's essay).
+                raise OSError(
+                    errno.EBADF,
+                    f"portaio[kqueue]: cannot modify fd {fd}: it was closed"
+                    " (its number names another file now)",
+                )
             old = self._helpers.get(fd)
             old_level = old is not None and old.token == old_token and old.level
             deletes = kf.each(old_events, kf.EV_DELETE)
@@ -205,6 +232,7 @@ class KqueueBackend(Backend):
             bad = [e for e in errors[: len(deletes)] if e and e != errno.ENOENT]
             failed, undo = kf.outcome(adds, errors[len(deletes) :])
             if not bad and not failed:
+                self._tokens[fd] = token
                 if _kevent.uses_helpers(events):
                     self._helpers[fd] = _Helpers(token, events)
                 else:
@@ -225,6 +253,9 @@ class KqueueBackend(Backend):
         # the number now names a file never watched here, or a fired
         # EV_ONESHOT filter.
         with self._control:
+            if self._tokens.get(fd) != token:
+                return  # closed, and its number added again since: those knotes are another's
+            del self._tokens[fd]
             helpers = self._helpers.get(fd)
             if helpers is not None and helpers.token == token:
                 del self._helpers[fd]
@@ -234,7 +265,9 @@ class KqueueBackend(Backend):
                 self._raise(err, "cannot unwatch", fd)
 
     def disarm(self, fd: int, events: int, token: int) -> None:
-        self.apply(fd, kf.each(events, kf.EV_DISABLE), token)  # ENOENT/EBADF: already gone
+        with self._control:
+            if self._tokens.get(fd) == token:  # else another's knotes now (see remove)
+                self._apply(self.kq, fd, kf.each(events, kf.EV_DISABLE), token)  # ENOENT/EBADF: gone
 
     # --------------------------------------------------------------- wait
     @staticmethod
@@ -352,6 +385,7 @@ class KqueueBackend(Backend):
         with self._control:
             probe, self._probe_kq = self._probe_kq, -1
             self._helpers.clear()
+            self._tokens.clear()
             self._pending.clear()
         if probe >= 0:
             lib.portaio_kq_close(probe)
@@ -365,6 +399,7 @@ class KqueueBackend(Backend):
         # too): forget the numbers without closing them.
         self.kq = self._probe_kq = -1
         self._helpers.clear()
+        self._tokens.clear()
         self._pending.clear()
 
     # ------------------------------------------------------------ sources
