@@ -36,6 +36,7 @@ import socket
 import statistics
 import sys
 import time
+from operator import itemgetter
 from typing import Any, Callable
 
 import portaio
@@ -88,7 +89,7 @@ def contenders(n: int, ready: int) -> tuple[dict[str, Callable[[int], None]], li
                 return [cache[got]]
             keys = quick_keys(view, -2 - got)
             release(q)
-            return list(map(lookup, keys))
+            return list(itemgetter(*keys)(cache))
 
     least_quick = LeastQuick().poll
     poll, std_poll, sel_select, std_select = poller.poll, ep.poll, sel.select, std_sel.select

@@ -100,8 +100,7 @@ class Poller:
             default_max_events = sys.maxsize
         self._max_events = check_max_events(default_max_events, cls.name)
         self._room = 0  # min(_capacity, _max_events): the room of poll()'s fast path
-        self._cache: dict[int, Any] = {}  # cleared, never replaced: _lookup stays bound to it
-        self._lookup = self._cache.__getitem__
+        self._cache: dict[int, Any] = {}  # key -> its event (see _poll_loop.py)
         self._factory: EventFactory = Event if event_factory is None else event_factory
         self._emulate_files = always_ready_files
         self._files = AlwaysReadyFiles()
