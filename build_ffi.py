@@ -61,7 +61,7 @@ int portaio_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint32_t token)
    rounded up to the nanosecond with epoll_pwait2 (Linux >= 5.11) and to the
    millisecond with epoll_wait where the kernel lacks it.  keys has room for
    2 * maxevents uint64_t (maxevents kernel records); the wait leaves one key
-   per event at its start: token | events << 32.  Returns the count, or -1
+   per event at its start: token | events << 24.  Returns the count, or -1
    with errno. */
 int portaio_epoll_wait(int epfd, uint64_t *keys, int maxevents, double timeout);
 /* poll(0)'s quick wait (see csrc/portaio_epoll.c).  A handle per epoll fd:
@@ -76,6 +76,8 @@ struct portaio_epoll_quick { struct portaio_epoll_handle *handle; uint64_t *keys
    portaio_epoll_quick_release), PORTAIO_QUICK_TAKEN (-3) when another thread
    holds the buffer or the fd is closing, -1 with errno for a failure. */
 int64_t portaio_epoll_wait_now(struct portaio_epoll_quick *q);
+/* The key layout of every C wait (csrc/portaio_key.h); _base.FLAGS_SHIFT must agree. */
+#define PORTAIO_FLAGS_SHIFT ...
 /* Give back a buffer this thread holds; nothing otherwise. */
 void portaio_epoll_quick_release(struct portaio_epoll_quick *q);
 /* Ask to close h->epfd: 1 if no quick wait is in flight (the caller closes
@@ -192,7 +194,7 @@ void portaio_kq_set(struct kevent *changes, int i, uintptr_t ident, int filter, 
 int portaio_kq_apply(int kq, struct kevent *changes, int n, int *errors);
 /* One wait, GIL released by cffi; timeout < 0 blocks, else seconds rounded
    up to the nanosecond.  Writes one key per fd to keys (the read and write
-   filters of one registration merged): token | PORTAIO_K_* bits << 32 (the
+   filters of one registration merged): token | PORTAIO_K_* bits << 24 (the
    summary of its records, see portaio/backends/_kevent.py); other filters
    (timers, signals, wake-ups) get their own key with PORTAIO_K_OTHER and
    their data (clamped to PORTAIO_K_DATA_MAX) shifted by PORTAIO_K_DATA_SHIFT.

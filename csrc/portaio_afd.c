@@ -129,6 +129,7 @@
 #include <string.h>
 
 #include "portaio_afd.h"
+#include "portaio_key.h"
 
 /* ---------------------------------------------------------------- the NT API
  * Declared here under our own names (winternl.h lacks some, and differs
@@ -534,7 +535,7 @@ static int cancel(portaio_afd_port *port, portaio_afd_sock *sock)
     return 0;
 }
 
-static uint64_t key(uint32_t flags, uint32_t token) { return (uint64_t)token | (uint64_t)flags << 32; }
+static uint64_t key(uint32_t flags, uint32_t token) { return portaio_key(token, flags); }
 
 /* Submit every queued socket.  A socket whose submission fails is reported
    with ERROR|HANGUP (while there is room) and tried again at the next wait. */

@@ -45,7 +45,7 @@ portaio_afd_port *portaio_afd_open(void);
    RDHUP; HANGUP and ERROR accepted and always reported; ONESHOT).  EDGE and
    EXCLUSIVE fail with ERROR_NOT_SUPPORTED, unknown bits with
    ERROR_INVALID_PARAMETER, a handle that is not a socket with WSAENOTSOCK.
-   Events are reported as keys `token | (uint64_t)flags << 32`.  The result
+   Events are reported as keys `token | (uint64_t)flags << 24` (portaio_key.h).  The result
    stays valid until portaio_afd_remove(); the same socket may be added twice
    (two independent watches), which the Python layer never does. */
 portaio_afd_sock *portaio_afd_add(portaio_afd_port *port, uintptr_t socket, uint32_t events,
@@ -66,7 +66,7 @@ int portaio_afd_remove(portaio_afd_port *port, portaio_afd_sock *sock);
    and returns how many (0 at the timeout). */
 int portaio_afd_wait(portaio_afd_port *port, uint64_t *keys, int max_keys, double timeout);
 
-/* Make a wait return the key token | (uint64_t)PORTAIO_AFD_WAKE << 32 (now,
+/* Make a wait return the key token | (uint64_t)PORTAIO_AFD_WAKE << 24 (now,
    or the next wait if none is blocked).  Coalesced: wakes posted before a
    wait takes the first one are reported as one key (with the first token). */
 int portaio_afd_wake(portaio_afd_port *port, uint32_t token);

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "portaio_key.h"
 #include "portaio_timespec.h"
 
 /* portaio_epoll_wait turns records into keys in place (see there). */
@@ -104,7 +105,7 @@ int portaio_epoll_wait(int epfd, uint64_t *keys, int maxevents, double timeout)
     /* keys has room for maxevents struct epoll_event records (two uint64_t
        each: 16 bytes, the struct's size on every architecture but x86-64,
        where it is packed to 12).  The kernel fills it with records, then
-       each record becomes one key in place: token | events << 32 (the
+       each record becomes one key in place: token | events << 24 (the
        registration's token is data.u64), the same uint64_t on every
        architecture.  Key i (bytes 8i..8i+8) only overwrites records 0..i,
        already read, since a record is at least 8 bytes; memcpy keeps the
@@ -115,7 +116,7 @@ int portaio_epoll_wait(int epfd, uint64_t *keys, int maxevents, double timeout)
     for (int i = 0; i < n; i++) {
         struct epoll_event record;
         memcpy(&record, (const char *)keys + (size_t)i * sizeof record, sizeof record);
-        uint64_t key = (record.data.u64 & 0xFFFFFFFFu) | (uint64_t)record.events << 32;
+        uint64_t key = portaio_key(record.data.u64, record.events);
         memcpy(keys + i, &key, sizeof key);
     }
     return n;
@@ -213,11 +214,11 @@ int64_t portaio_epoll_wait_now(struct portaio_epoll_quick *q)
         for (int i = 0; i < n; i++) {
             struct epoll_event record;
             memcpy(&record, (const char *)q->keys + (size_t)i * sizeof record, sizeof record);
-            uint64_t key = (record.data.u64 & 0xFFFFFFFFu) | (uint64_t)record.events << 32;
+            uint64_t key = portaio_key(record.data.u64, record.events);
             memcpy(q->keys + i, &key, sizeof key);
         }
         /* A key is never negative: the kernel reports no bit above
-           EPOLLRDHUP (0x2000), so events << 32 stays below bit 63. */
+           EPOLLRDHUP (0x2000), so events << 24 stays far below bit 63. */
         result = n == 1 ? (int64_t)(q->keys[0] & INT64_MAX) : -2 - (int64_t)n;
     }
     portaio_handle_leave(h);

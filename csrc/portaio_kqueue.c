@@ -6,6 +6,8 @@
    of struct kevent. */
 #include <sys/types.h>
 #include <sys/event.h>
+
+#include "portaio_key.h"
 #include <sys/time.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -323,7 +325,7 @@ int portaio_kq_wait(int kq, struct kevent *events, int nevents, double timeout,
         return n;
     for (i = 0; i < n; i++) {
         const struct kevent *ev = &events[i];
-        uint64_t token = (uint64_t)(uintptr_t)ev->udata & 0xFFFFFFFFu;
+        uint64_t token = (uint64_t)(uintptr_t)ev->udata & PORTAIO_TOKEN_MASK;
         uint32_t bits = portaio_kq_bits(ev);
         unsigned int h;
         key_of[i] = -1;
@@ -333,7 +335,7 @@ int portaio_kq_wait(int kq, struct kevent *events, int nevents, double timeout,
                 data = 0;
             if (data > PORTAIO_K_DATA_MAX)
                 data = PORTAIO_K_DATA_MAX;
-            keys[m++] = token | ((uint64_t)bits | (uint64_t)data << PORTAIO_K_DATA_SHIFT) << 32;
+            keys[m++] = portaio_key(token, (uint64_t)bits | (uint64_t)data << PORTAIO_K_DATA_SHIFT);
             continue;
         }
         /* Merge the filters of one fd into one key (linear probing). */
@@ -344,14 +346,14 @@ int portaio_kq_wait(int kq, struct kevent *events, int nevents, double timeout,
                 break;
             h = (h + 1) & mask;
         }
-        if (table[h] >= 0 && (keys[key_of[table[h]]] & 0xFFFFFFFFu) == token) {
+        if (table[h] >= 0 && (keys[key_of[table[h]]] & PORTAIO_TOKEN_MASK) == token) {
             key_of[i] = key_of[table[h]];
-            keys[key_of[i]] |= (uint64_t)bits << 32;
+            keys[key_of[i]] |= (uint64_t)bits << PORTAIO_FLAGS_SHIFT;
             continue;
         }
         table[h] = i;
         key_of[i] = m;
-        keys[m++] = token | (uint64_t)bits << 32;
+        keys[m++] = portaio_key(token, bits);
     }
     /* Leave the table empty for the next call. */
     for (i = 0; i < n; i++) {

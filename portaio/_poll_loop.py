@@ -43,6 +43,7 @@ from ._errors import PollerClosed
 from ._flags import ALWAYS_REPORTED, ONESHOT, WAKE
 from ._types import Event
 from ._validate import TIMEOUT_MAX, check_max_events, check_timeout
+from .backends._base import FLAGS_SHIFT, TOKEN_MASK
 
 if TYPE_CHECKING:
     from ._poller import Poller
@@ -54,7 +55,7 @@ monotonic = time.monotonic
 _WAKE_EVENT = Event(-1, int(WAKE), None)
 _ALWAYS = int(ALWAYS_REPORTED)
 _ONESHOT = int(ONESHOT)
-_TOKEN = 0xFFFF_FFFF  # a key is token | flags << 32 (backends/_base.py)
+_TOKEN = TOKEN_MASK  # a key is token | flags << FLAGS_SHIFT (backends/_base.py)
 _ZERO = 0
 # Several keys at once: ``itemgetter(*keys)(cache)`` subscripts the dict from
 # C, about 13 ns an event cheaper than ``map(cache.__getitem__, keys)`` (a
@@ -242,11 +243,11 @@ def dispatch(self: Poller, keys: Sequence[int]) -> list[Any]:
         if reg is None:
             handler = self._handlers.get(token)
             if handler is not None:
-                handler(key >> 32)
+                handler(key >> FLAGS_SHIFT)
             continue  # else unregistered or modified since the kernel queued it
         if not reg.armed:
             continue
-        ready, cacheable = backend.events_of(key >> 32, reg.fd, reg.events)
+        ready, cacheable = backend.events_of(key >> FLAGS_SHIFT, reg.fd, reg.events)
         ready &= reg.events | _ALWAYS
         if not ready:
             continue

@@ -358,7 +358,7 @@ class Poller:
 
     # ------------------------------------------------------- the table
     def _new_token(self) -> int:
-        # Never a live token: after 2**32 allocations the counter wraps and
+        # Never a live token: after TOKEN_MAX allocations the counter wraps and
         # skips the tokens still in use (the kernel may still report them).
         token = self._next_token
         by_token, handlers = self._by_token, self._handlers
@@ -370,8 +370,11 @@ class Poller:
     def _set_next_token_for_tests(self, token: int) -> None:
         """Test hook: the next token drawn is *token* (or the first free one after it).
 
-        Simulates 2**32 allocations, the wrap of the 32-bit counter, in tests.
+        Simulates ``TOKEN_MAX`` (2**24 - 1) allocations, the wrap of the
+        counter, in tests.
         """
+        if not 1 <= token <= TOKEN_MAX:
+            raise ValueError(f"a token is 1 to {TOKEN_MAX}, not {token}")
         self._next_token = token
 
     def _bind(self, reg: _Reg) -> None:

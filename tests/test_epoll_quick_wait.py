@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 import portaio
+from portaio.backends._base import FLAGS_SHIFT, TOKEN_MASK, make_key
 
 epoll = pytest.importorskip("portaio.backends.epoll")
 if epoll.UNAVAILABLE is not None:  # pragma: no cover - depends on the platform
@@ -65,13 +66,18 @@ def _fd_open(fd: int) -> bool:
     return True
 
 
+def test_the_c_waits_and_the_core_agree_on_the_key_layout() -> None:
+    assert epoll.lib.PORTAIO_FLAGS_SHIFT == FLAGS_SHIFT
+    assert TOKEN_MASK == (1 << FLAGS_SHIFT) - 1
+
+
 def test_one_ready_fd_comes_back_as_the_key_itself_and_leaves_the_buffer_free(pairs: Any) -> None:
     backend = _backend_with_ready(pairs, 1)
     try:
         q, _view = backend.quick_buffer(len(pairs))
-        assert epoll.lib.portaio_epoll_wait_now(q) == 1 | 1 << 32  # token 1, EPOLLIN
+        assert epoll.lib.portaio_epoll_wait_now(q) == make_key(1, 1)  # EPOLLIN for token 1
         # Free: another thread's quick wait is served, not told "taken".
-        assert _in_thread(lambda: epoll.lib.portaio_epoll_wait_now(q)) == 1 | 1 << 32
+        assert _in_thread(lambda: epoll.lib.portaio_epoll_wait_now(q)) == make_key(1, 1)
     finally:
         backend.close()
 
@@ -94,7 +100,7 @@ def test_a_buffer_with_several_keys_is_its_holders_until_the_holder_releases_it(
         q, view = backend.quick_buffer(len(pairs))
         got = epoll.lib.portaio_epoll_wait_now(q)
         assert got == -2 - 2
-        assert sorted(k & 0xFFFFFFFF for k in backend.quick_keys(view, 2)) == [1, 2]
+        assert sorted(k & TOKEN_MASK for k in backend.quick_keys(view, 2)) == [1, 2]
         # Held: another thread is told it is taken, and cannot release it.
         assert _in_thread(lambda: epoll.lib.portaio_epoll_wait_now(q)) == TAKEN
         _in_thread(lambda: epoll.lib.portaio_epoll_quick_release(q))

@@ -22,7 +22,7 @@ import pytest
 
 import portaio
 from portaio.backends import _kevent
-from portaio.backends._base import AlwaysReady
+from portaio.backends._base import FLAGS_SHIFT, TOKEN_MASK, AlwaysReady
 
 kqueue = pytest.importorskip("portaio.backends.kqueue")
 if kqueue.UNAVAILABLE is not None:  # pragma: no cover - depends on the build
@@ -56,7 +56,7 @@ def _refuse(backend: Any, monkeypatch: pytest.MonkeyPatch, filt: int, err: int, 
 
 
 def _tokens(backend: Any, timeout: float = 1.0) -> set[int]:
-    return {key & 0xFFFFFFFF for key in backend.wait(timeout, 8)}
+    return {key & TOKEN_MASK for key in backend.wait(timeout, 8)}
 
 
 # FreeBSD and OpenBSD pipe_kqfilter: EPIPE; NetBSD's (as stored): EBADF.
@@ -221,8 +221,8 @@ def test_wait_returns_at_most_max_events_and_keeps_the_rest(backend: Any, edge: 
         for _ in range(4 if edge else 10):  # level: fds come round again, the others within a few waits
             keys = backend.wait(1.0, 3)
             assert 0 < len(keys) <= 3
-            assert len({key & 0xFFFFFFFF for key in keys}) == len(keys)  # one key per registration
-            seen += [key & 0xFFFFFFFF for key in keys]  # a key is token | bits << 32
+            assert len({key & TOKEN_MASK for key in keys}) == len(keys)  # one key per registration
+            seen += [key & TOKEN_MASK for key in keys]  # a key is token | bits << FLAGS_SHIFT
         assert set(seen) == set(range(1, 11))
         if edge:
             assert sorted(seen) == list(range(1, 11))
@@ -234,9 +234,9 @@ def test_wait_returns_at_most_max_events_and_keeps_the_rest(backend: Any, edge: 
 
 
 def test_merge_keys_one_per_registration_counts_apart() -> None:
-    # A key is token | bits << 32 (backends/_base.py).
-    other = (kf.K_OTHER | 5 << kf.K_DATA_SHIFT) << 32
-    read, write = _kevent.K_READ << 32, _kevent.K_WRITE << 32
+    # A key is token | bits << FLAGS_SHIFT (backends/_base.py).
+    other = (kf.K_OTHER | 5 << kf.K_DATA_SHIFT) << FLAGS_SHIFT
+    read, write = _kevent.K_READ << FLAGS_SHIFT, _kevent.K_WRITE << FLAGS_SHIFT
     kept = [1 | read, 9 | other]
     fresh = [1 | write, 2 | read, 9 | other]
     merged = kf.merge_keys(kept, fresh)

@@ -3,7 +3,7 @@
 ``PostQueuedCompletionStatus`` queues a completion of our own on the port
 the wait dequeues from: no handle, no buffer, safe from any thread.  The C
 side (``portaio_afd_wake``) coalesces: one packet is in flight at a time,
-and the wait reports it as the key ``token | WAKE << 32`` for the token this
+and the wait reports it as the key ``token | WAKE << 24`` for the token this
 waker reserved with :meth:`Host.new_token`.  Posting goes through the
 backend, which never touches a port that ``close()`` has started freeing.
 """

@@ -15,6 +15,7 @@ import sys
 
 from .._flags import PRIORITY
 from . import _kevent
+from ._base import FLAGS_SHIFT, TOKEN_MASK
 
 try:
     from .._kqueue_cffi import lib
@@ -187,9 +188,9 @@ def merge_keys(kept: list[int], fresh: list[int]) -> list[int]:
     merged: dict[int, int] = {}
     own: list[int] = []
     for key in kept + fresh:
-        if (key >> 32) & K_OTHER:  # a key is token | bits << 32 (_base.py)
+        if (key >> FLAGS_SHIFT) & K_OTHER:  # a key is token | bits << FLAGS_SHIFT (_base.py)
             own.append(key)
         else:
-            token = key & 0xFFFFFFFF
+            token = key & TOKEN_MASK
             merged[token] = merged.get(token, 0) | key
     return own + list(merged.values())

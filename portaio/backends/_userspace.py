@@ -28,7 +28,7 @@ import threading
 from typing import Any, ClassVar
 
 from .._validate import check_fd_open, file_identity
-from ._base import Backend, FileIdentity
+from ._base import FLAGS_SHIFT, Backend, FileIdentity
 
 __all__ = ["UserspaceBackend"]
 
@@ -125,7 +125,7 @@ class UserspaceBackend(Backend):
             if bits & invalid:
                 self._drop_closed(fd, entry)
                 continue
-            keys.append(entry[0] | bits << 32)  # token | flags << 32 (see _base.py)
+            keys.append(entry[0] | bits << FLAGS_SHIFT)  # token | flags << FLAGS_SHIFT (see _base.py)
         if used < len(raw):
             self._rotation += used
         return keys

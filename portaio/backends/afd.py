@@ -13,7 +13,7 @@ in API mode like epoll, so the compiler checks every declaration against
 the source; ABI mode, as trio uses, would leave the struct layouts and the
 NT calls' types to hand-written cdefs checked by nobody).
 
-The C wait already speaks portaio's flags (``token | flags << 32``), so
+The C wait already speaks portaio's flags (``token | flags << 24``), so
 :meth:`AfdBackend.events_of` has nothing to translate.  What AFD cannot do
 is refused through the capabilities: EDGE (a new poll cannot tell "more data
 arrived" from "data is still there", so edge-triggering cannot be exact),

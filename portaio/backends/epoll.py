@@ -1,8 +1,8 @@
 """Linux epoll, on portaio's own cffi bindings (``portaio._epoll_cffi``, ``csrc/portaio_epoll.c``).
 
-Each registration's ``epoll_data`` holds its 32-bit token (a modify makes a
+Each registration's ``epoll_data`` holds its 24-bit token (a modify makes a
 new one).  The C wait turns every ``struct epoll_event`` into one
-``uint64_t`` key, ``token | events << 32``, the same on every architecture
+``uint64_t`` key, ``token | events << 24``, the same on every architecture
 (x86-64 packs the struct to 12 bytes, the others pad it to 16: Python never
 sees it), and one ``struct`` unpack (``_unpack.py``) makes the integers the
 poller maps to cached events.

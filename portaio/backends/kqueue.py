@@ -1,9 +1,9 @@
 """kqueue (macOS and the BSDs; libkqueue elsewhere), on portaio's own cffi bindings.
 
-Each registration's filters carry its 32-bit token in ``udata`` (a modify
+Each registration's filters carry its 24-bit token in ``udata`` (a modify
 makes a new one).  The C side of one wait (``portaio_kq_wait`` in
 ``csrc/portaio_kqueue.c``) merges the records of one fd into a single 64-bit
-key, ``token | PORTAIO_K_* bits << 32`` (a summary of the records: which
+key, ``token | PORTAIO_K_* bits << 24`` (a summary of the records: which
 filters fired, EOF on which side, an error in ``fflags``, urgent data,
 nothing to read), so the fast path is one ``kevent`` call, one
 ``struct`` unpack and one dict lookup per fd.  The poller's own knotes
@@ -65,7 +65,7 @@ from typing import Any
 from .._flags import ERROR, WRITABLE
 from . import _kevent
 from . import _kqueue_flags as kf
-from ._base import AlwaysReady, Backend, Host, SignalMechanism, TimerMechanism, Waker
+from ._base import FLAGS_SHIFT, AlwaysReady, Backend, Host, SignalMechanism, TimerMechanism, Waker
 from ._kqueue_flags import have
 from ._unpack import unpacker, unpackers
 
@@ -377,7 +377,7 @@ class KqueueBackend(Backend):
                 return 0
             events, keys, scratch, slots, _, _ = self._probe_buf
             n = lib.portaio_kq_wait(kq, events, 1, 0.0, keys, scratch, slots)
-            bits = int(keys[0]) >> 32 if n > 0 else 0  # token | bits << 32
+            bits = int(keys[0]) >> FLAGS_SHIFT if n > 0 else 0  # token | bits << FLAGS_SHIFT
             self._apply(kq, fd, [(filt, kf.EV_DELETE, 0, 0)], 0)  # ENOENT: it fired
             return bits
 

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 import portaio
+from portaio.backends._base import TOKEN_MAX
 from portaio.conformance.busyloop_cases import assert_sleeps
 from portaio.conformance.errors_cases import _FileNo, _tag
 from portaio.conformance.plugin import Closer, open_fds
@@ -457,9 +458,10 @@ def test_a_poller_that_runs_out_of_fds_leaves_none_open(backend: str) -> None:
 # ---------------------------------------------------------- token wrap
 def test_a_wrap_skips_the_last_token_while_it_is_live(poller: portaio.Poller, fds: Closer) -> None:
     # Poller._set_next_token_for_tests is the documented test hook for the
-    # 2**32 wrap (see sources_cases): the last token live, the next one drawn
-    # from it must wrap to the lowest free token, never past 32 bits.
-    last = 0xFFFF_FFFF
+    # wrap at TOKEN_MAX (see sources_cases): the last token live, the next one
+    # drawn from it must wrap to the lowest free token, never past the key's
+    # token bits (a larger token would be cut short by the C waits).
+    last = TOKEN_MAX
     poller._set_next_token_for_tests(last)
     a, a_peer = fds.socketpair()
     poller.register(a, portaio.READABLE, "last")

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 import portaio
+from portaio.backends._base import TOKEN_MAX
 from portaio.conformance.plugin import Closer, poll_while
 
 _now = time.monotonic
@@ -231,17 +232,17 @@ def test_no_timer_left_means_polls_stop_consulting_timers(
 # ------------------------------------------------------------ 18: token identity
 def test_a_live_token_is_never_reused_after_a_wrap(poller: portaio.Poller, fds: Closer) -> None:
     # Poller._set_next_token_for_tests is the documented test hook for the
-    # 2**32 wrap: back to 1, the allocator meets every token in use.
+    # wrap at TOKEN_MAX: back to 1, the allocator meets every token in use.
     a, a_peer = fds.socketpair()
     poller.register(a, portaio.READABLE, "a")
     poller._set_next_token_for_tests(1)
     b, b_peer = fds.socketpair()
     poller.register(b, portaio.READABLE, "b")
-    poller._set_next_token_for_tests(0xFFFF_FFFF)
+    poller._set_next_token_for_tests(TOKEN_MAX)
     c, c_peer = fds.socketpair()
     poller.register(c, portaio.READABLE, "c")
     d, d_peer = fds.socketpair()
-    poller.register(d, portaio.READABLE, "d")  # wraps past 2**32 - 1 to 1
+    poller.register(d, portaio.READABLE, "d")  # wraps past TOKEN_MAX to 1
     poller.wake()
     assert [(e.fd, e.events) for e in poller.poll(1)] == [(-1, portaio.WAKE)]
     for sock, peer, name in ((a, a_peer, "a"), (b, b_peer, "b"), (c, c_peer, "c"), (d, d_peer, "d")):

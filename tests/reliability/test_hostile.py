@@ -244,7 +244,7 @@ def test_epoll_modify_whose_readd_fails_keeps_the_old_registration(fds: Closer) 
     # refuses the ADD (here: EXCLUSIVE with ONESHOT, EINVAL, which the poller
     # itself refuses before the kernel, so the backend is driven directly),
     # the old registration must be added back and keep reporting.
-    from portaio.backends._base import make_key
+    from portaio.backends._base import FLAGS_SHIFT, TOKEN_MASK, make_key
     from portaio.backends.epoll import EpollBackend
 
     a, b = fds.socketpair()
@@ -257,9 +257,9 @@ def test_epoll_modify_whose_readd_fails_keeps_the_old_registration(fds: Closer) 
         assert f"fd {a.fileno()}" in str(info.value) and "epoll" in str(info.value)
         b.send(b"x")
         keys = backend.wait(1.0, 4)
-        assert [key & 0xFFFFFFFF for key in keys] == [7], "the old registration (token 7) must keep reporting"
-        flags, _ = backend.events_of(keys[0] >> 32, a.fileno(), READABLE)
-        assert flags == READABLE and keys[0] == make_key(keys[0] >> 32, 7)
+        assert [key & TOKEN_MASK for key in keys] == [7], "the old registration (token 7) must keep reporting"
+        flags, _ = backend.events_of(keys[0] >> FLAGS_SHIFT, a.fileno(), READABLE)
+        assert flags == READABLE and keys[0] == make_key(keys[0] >> FLAGS_SHIFT, 7)
     finally:
         backend.close()
 

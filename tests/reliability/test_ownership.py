@@ -1,8 +1,8 @@
 """A poller never touches what it no longer owns (DESIGN item 18; issue 11 items 2, 3, 4).
 
 * Item 2: a registration's token is never reused while it is live, even after
-  the 32-bit counter wraps (2**32 register/modify calls: 16-21 h of ONESHOT
-  re-arming).  Simulating the wrap needs a test hook on the poller,
+  the counter wraps (``TOKEN_MAX`` = 2**24 - 1 register/modify calls: about
+  a minute of nonstop ONESHOT re-arming).  Simulating the wrap needs a test hook on the poller,
   ``poller._set_next_token_for_tests(token)``: "the next token drawn is
   *token*" (a no-op where a backend has no tokens).  It is private on
   purpose and exists for this test only.
@@ -33,6 +33,7 @@ from pathlib import Path
 
 import portaio
 from portaio import ONESHOT, READABLE
+from portaio.backends._base import TOKEN_MAX
 from portaio.conformance.plugin import Closer
 
 WAKE_EVENT = portaio.Event(-1, portaio.WAKE, None, 1, 0)
@@ -46,9 +47,9 @@ def test_token_wrap_never_reuses_a_live_token(backend: str, fds: Closer) -> None
         a, a_peer = fds.socketpair()
         poller.register(a, READABLE, "a")
         set_next_token = getattr(poller, TOKEN_HOOK)
-        set_next_token(2**32 - 2)
+        set_next_token(TOKEN_MAX - 1)
         fresh: list[tuple[socket.socket, socket.socket]] = []
-        for i in range(4):  # the third and later draws wrap past 2**32 - 1
+        for i in range(4):  # the third and later draws wrap past TOKEN_MAX
             c, d = fds.socketpair()
             poller.register(c, READABLE, f"c{i}")
             fresh.append((c, d))
@@ -69,7 +70,7 @@ def test_token_wrap_never_reuses_a_live_token(backend: str, fds: Closer) -> None
         assert got == want
         # ONESHOT re-arming (a modify draws a token each time) across the wrap.
         c0 = fresh[0][0]
-        set_next_token(2**32 - 1)
+        set_next_token(TOKEN_MAX)
         for k in range(3):
             poller.modify(c0, READABLE | ONESHOT, f"m{k}")
             events = [e for e in poller.poll(0) if e.fd == c0.fileno()]

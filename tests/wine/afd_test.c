@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "portaio_afd.h"
+#include "portaio_key.h"
 
 #define R PORTAIO_AFD_READABLE
 #define W PORTAIO_AFD_WRITABLE
@@ -27,7 +28,7 @@
 #define RDHUP PORTAIO_AFD_RDHUP
 #define HUP PORTAIO_AFD_HANGUP
 #define ERR PORTAIO_AFD_ERROR
-#define WAKE_TOKEN 0xFFFFFFF0u
+#define WAKE_TOKEN 0xFFFFF0u /* the top of the 24-bit tokens */
 
 static int failures;
 static int on_wine; /* ntdll exports wine_get_version under Wine only */
@@ -53,8 +54,8 @@ static double now_s(void)
     return (double)c.QuadPart / (double)f.QuadPart;
 }
 
-static uint32_t flags_of(uint64_t k) { return (uint32_t)(k >> 32); } /* a key is token | flags << 32 */
-static uint32_t token_of(uint64_t k) { return (uint32_t)(k & 0xFFFFFFFFu); }
+static uint32_t flags_of(uint64_t k) { return (uint32_t)(k >> PORTAIO_FLAGS_SHIFT); } /* portaio_key.h */
+static uint32_t token_of(uint64_t k) { return (uint32_t)(k & PORTAIO_TOKEN_MASK); }
 
 /* ---------------------------------------------------------------- sockets */
 
@@ -695,7 +696,7 @@ static void test_wake_and_timeouts(void)
     portaio_afd_wake(port, WAKE_TOKEN);
     t0 = now_s();
     n = portaio_afd_wait(port, keys, 8, -1);
-    CHECK(n == 1 && keys[0] == ((uint64_t)PORTAIO_AFD_WAKE << 32 | WAKE_TOKEN),
+    CHECK(n == 1 && keys[0] == ((uint64_t)PORTAIO_AFD_WAKE << PORTAIO_FLAGS_SHIFT | WAKE_TOKEN),
           "a wake before the wait: n=%d", n);
     CHECK(now_s() - t0 < 1.0, "at once");
     CHECK(portaio_afd_wait(port, keys, 8, 0.05) == 0, "three wakes coalesced into one");
