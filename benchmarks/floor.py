@@ -41,6 +41,7 @@ from typing import Any, Callable
 
 import portaio
 from portaio._epoll_cffi import ffi, lib
+from portaio.backends._unpack import unpacker, unpackers
 from portaio.selectors import PortaioSelector
 
 
@@ -80,14 +81,13 @@ def contenders(n: int, ready: int) -> tuple[dict[str, Callable[[int], None]], li
     # The quick wait of poll(0)'s fast path: one argument, the one key as its result.
     q, view = poller._quick
     quick, release = lib.portaio_epoll_wait_now, lib.portaio_epoll_quick_release
-    quick_keys = poller._backend.quick_keys
 
     class LeastQuick:
         def poll(self, timeout: float | None = None, max_events: int | None = None) -> list[Any]:
             got = quick(q)
             if got >= 0:
                 return [cache[got]]
-            keys = quick_keys(view, -2 - got)
+            keys = (unpackers.get(-2 - got) or unpacker(-2 - got))(view)
             release(q)
             return list(itemgetter(*keys)(cache))
 

@@ -44,6 +44,7 @@ from ._flags import ALWAYS_REPORTED, ONESHOT, WAKE
 from ._types import Event
 from ._validate import TIMEOUT_MAX, check_max_events, check_timeout
 from .backends._base import FLAGS_SHIFT, TOKEN_MASK
+from .backends._unpack import unpacker, unpackers
 
 if TYPE_CHECKING:
     from ._poller import Poller
@@ -94,7 +95,8 @@ def poll(self: Poller, timeout: float | None = None, max_events: int | None = No
                     except KeyError:
                         return _dispatch_counted(self, (got,))
                 if got < -3:
-                    keys = self._backend.quick_keys(quick[1], -2 - got)
+                    n = -2 - got  # the keys: n native uint64 from the view's start
+                    keys: Sequence[int] = (unpackers.get(n) or unpacker(n))(quick[1])
                     self._quick_release(q)
                     try:
                         return list(_getter(*keys)(self._cache))

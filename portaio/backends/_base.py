@@ -344,7 +344,8 @@ class Backend(abc.ABC):
 
         ``quick_wait(q)``: one zero-timeout wait into the buffer ``q`` of
         :meth:`quick_buffer`.  Returns the key when exactly one came; ``-2 -
-        n`` when ``n != 1`` keys came (read them with :meth:`quick_keys`, then
+        n`` when ``n != 1`` keys came (the core reads them: ``n`` native
+        ``uint64_t`` from the start of the pair's ``view``, then
         give the buffer back with ``quick_release(q)``); ``-3`` when another
         thread holds the buffer or the backend is closing; ``-1`` for a
         failure (the core then takes :meth:`wait`, which says what failed).
@@ -360,10 +361,6 @@ class Backend(abc.ABC):
         room never grows past what its buffer holds (a larger room gets a new
         pair), so a quick wait still running on an old pair stays in bounds.
         """
-        raise NotImplementedError(f"portaio[{self.name}]: no quick wait")
-
-    def quick_keys(self, view: Any, n: int) -> Sequence[int]:
-        """The *n* keys a quick wait (:meth:`quick_calls`) left in the buffer *view*."""
         raise NotImplementedError(f"portaio[{self.name}]: no quick wait")
 
     @abc.abstractmethod

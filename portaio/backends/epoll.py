@@ -244,9 +244,6 @@ class EpollBackend(Backend):
         pair[0].room = room
         return pair
 
-    def quick_keys(self, view: Any, n: int) -> Sequence[int]:
-        return (unpackers.get(n) or unpacker(n))(view)
-
     def _grow(self, max_events: int) -> None:
         # Every buffer of a pool has room for the size published with it: the
         # new pool goes first, then its size, so a wait that read the new
