@@ -214,3 +214,45 @@ def test_close_racing_quick_waits_closes_the_epoll_fd_and_leaks_nothing() -> Non
         b.close()
     if before is not None:
         assert set(os.listdir("/proc/self/fd")) == before
+
+
+def _spin_quick(q: Any, started: threading.Barrier) -> None:
+    started.wait()
+    while epoll.lib.portaio_epoll_wait_now(q) != TAKEN:
+        pass
+
+
+def test_a_close_during_quick_waits_in_flight_is_completed_by_the_last_one_out() -> None:
+    # Two threads spin in the quick wait (one buffer each, as after a grown
+    # room) while the main thread asks to close: when a wait is in flight the
+    # request returns 0 and that wait, the last one out, closes the epoll fd.
+    # Both paths must leave the fd closed, never open, never closed twice.
+    in_flight = rounds = 0
+    while in_flight < 3 and rounds < 2000:
+        rounds += 1
+        a, b = socket.socketpair()
+        b.send(b"x")
+        backend = epoll.EpollBackend()
+        backend.add(a.fileno(), int(portaio.READABLE), 1)
+        first, _ = backend.quick_buffer(4)
+        backend._quick = None  # a second buffer: both threads wait at once
+        second, _ = backend.quick_buffer(4)
+        started = threading.Barrier(3)
+
+        threads = [threading.Thread(target=_spin_quick, args=(q, started)) for q in (first, second)]
+        for t in threads:
+            t.start()
+        started.wait()
+        # What EpollBackend.close() does, with the answer kept.
+        epfd, backend._epfd = backend._epfd, -1
+        if epoll.lib.portaio_epoll_handle_close(backend._handle):
+            os.close(epfd)
+        else:
+            in_flight += 1
+        for t in threads:
+            t.join(10)
+            assert not t.is_alive()
+        assert not _fd_open(epfd), f"round {rounds}: the epoll fd {epfd} was left open"
+        a.close()
+        b.close()
+    assert in_flight, f"no close met a quick wait in flight in {rounds} rounds: the path went untested"
