@@ -64,12 +64,12 @@ int portaio_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint32_t token)
    per event at its start: token | events << 24.  Returns the count, or -1
    with errno. */
 int portaio_epoll_wait(int epfd, uint64_t *keys, int maxevents, double timeout);
-/* poll(0)'s quick wait (see csrc/portaio_epoll.c).  A handle per epoll fd:
-   users counts the quick waits in flight and a close request.  A quick
+/* poll(0)'s quick wait (see csrc/portaio_quick.h).  A handle per kernel
+   fd: users counts the quick waits in flight and a close request.  A quick
    buffer: keys has room for 2 * (its size) uint64_t, room is the most keys a
    wait asks for (Python writes it when the poller's room changes). */
-struct portaio_epoll_handle { int epfd; ...; };
-struct portaio_epoll_quick { struct portaio_epoll_handle *handle; uint64_t *keys; int room; ...; };
+struct portaio_quick_handle { int fd; int paused; ...; };
+struct portaio_epoll_quick { struct portaio_quick_handle *handle; uint64_t *keys; int room; ...; };
 #define PORTAIO_QUICK_TAKEN ...
 /* One zero-timeout wait: the key when one event came, -2 - n for n != 1
    events (the buffer then stays the caller's until it calls
@@ -82,7 +82,7 @@ int64_t portaio_epoll_wait_now(struct portaio_epoll_quick *q);
 void portaio_epoll_quick_release(struct portaio_epoll_quick *q);
 /* Ask to close h->epfd: 1 if no quick wait is in flight (the caller closes
    it now), 0 if one is (the last one out closes it). */
-int portaio_epoll_handle_close(struct portaio_epoll_handle *h);
+int portaio_epoll_handle_close(struct portaio_quick_handle *h);
 /* 1 once epoll_pwait2 is known to work, 0 if it is missing, -1 if not tried yet. */
 int portaio_epoll_precise(void);
 """
@@ -211,6 +211,27 @@ int portaio_kq_user_trigger(int kq, uintptr_t ident, uint64_t token);
    finest unit the system has (NOTE_NSECONDS, NOTE_USECONDS, else ms);
    seconds < 0 deletes it.  0, or -1 with errno. */
 int portaio_kq_timer(int kq, uintptr_t ident, double seconds, uint64_t token);
+
+/* poll(0)'s quick wait (csrc/portaio_quick.h): a handle per kqueue, and
+   buffers of size records: events, keys, scratch (size + slots ints, -1)
+   and slots as portaio_kq_wait takes them; room (<= size) is the most
+   records a wait asks for.  Returns as portaio_epoll_wait_now. */
+struct portaio_quick_handle { int fd; int paused; ...; };
+struct portaio_kq_quick {
+    struct portaio_quick_handle *handle;
+    struct kevent *events;
+    uint64_t *keys;
+    int *scratch;
+    int slots;
+    int room;
+    ...;
+};
+#define PORTAIO_QUICK_TAKEN ...
+int64_t portaio_kq_wait_now(struct portaio_kq_quick *q);
+void portaio_kq_quick_release(struct portaio_kq_quick *q);
+/* Ask to close h->fd: 1 if no quick wait is in flight (the caller closes it
+   now with portaio_kq_close), 0 if one is (the last one out does). */
+int portaio_kq_handle_close(struct portaio_quick_handle *h);
 """
 )
 

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -17,6 +16,7 @@
 #include <unistd.h>
 
 #include "portaio_key.h"
+#include "portaio_quick.h"
 #include "portaio_timespec.h"
 
 /* portaio_epoll_wait turns records into keys in place (see there). */
@@ -129,84 +129,27 @@ int portaio_epoll_wait(int epfd, uint64_t *keys, int maxevents, double timeout)
    again on every call; portaio_epoll_wait_now takes one, which cffi makes a
    METH_O function, about 200 ns cheaper a call, and returns the only key of
    the commonest wait itself, which saves Python reading it from the buffer.
-
-   It runs without the poller's Python bookkeeping (the count of threads in
-   poll() that defers close()), so the two things that bookkeeping guards
-   are guarded here, with atomics:
-
-   * the epoll fd is never closed under a quick wait (nor its number reused
-     by another open): portaio_epoll_handle counts the quick waits in flight
-     and a close request; the request closes the fd at once if none is in
-     flight, else the last one out closes it;
-   * a quick buffer is used by one thread at a time: a second thread finds
-     it taken and is told so (PORTAIO_QUICK_TAKEN: it takes the general way).
-     When more than one key came, the buffer stays the caller's (HELD) until
-     it has read them and called portaio_epoll_quick_release, which only the
-     holding thread's call does: an exception raised in Python between the
-     wait and the release (a signal handler's) is followed by a release in
-     the holder's exception path, never by another thread's. */
-
-#define PORTAIO_QUICK_TAKEN (-3)
-
-struct portaio_epoll_handle {
-    int epfd;
-    uint32_t users; /* atomic: quick waits in flight << 1 | close requested */
-};
+   The buffer and the epoll fd are guarded as portaio_quick.h says. */
 
 struct portaio_epoll_quick {
-    struct portaio_epoll_handle *handle;
-    uint64_t *keys; /* room for 2 * size uint64_t: size records, then keys */
-    int room;       /* the most keys a wait asks for; written by Python */
-    uint32_t state; /* atomic: PORTAIO_QUICK_IDLE, _BUSY or _HELD */
+    struct portaio_quick_handle *handle;
+    uint64_t *keys;  /* room for 2 * size uint64_t: size records, then keys */
+    int room;        /* the most keys a wait asks for; written by Python */
+    uint32_t state;  /* atomic: PORTAIO_QUICK_IDLE, _BUSY or _HELD */
     uint64_t holder; /* the thread holding a HELD buffer */
 };
 
-enum { PORTAIO_QUICK_IDLE = 0, PORTAIO_QUICK_BUSY = 1, PORTAIO_QUICK_HELD = 2 };
-
-static uint64_t portaio_thread_id(void) { return (uint64_t)(uintptr_t)pthread_self(); }
-
-int portaio_epoll_handle_close(struct portaio_epoll_handle *h)
-{
-    /* users: waits in flight << 1 | closing.  The caller closes the fd when
-       none is in flight (returns 1); else the last wait out does (0). */
-    uint32_t before = __atomic_fetch_or(&h->users, 1u, __ATOMIC_ACQ_REL);
-    return (before >> 1) == 0 && !(before & 1u);
-}
-
-static int portaio_handle_enter(struct portaio_epoll_handle *h)
-{
-    uint32_t users = __atomic_load_n(&h->users, __ATOMIC_ACQUIRE);
-    do {
-        if (users & 1u)
-            return 0; /* closing */
-    } while (!__atomic_compare_exchange_n(&h->users, &users, users + 2u, 1, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
-    return 1;
-}
-
-static void portaio_handle_leave(struct portaio_epoll_handle *h)
-{
-    uint32_t after = __atomic_sub_fetch(&h->users, 2u, __ATOMIC_ACQ_REL);
-    if (after == 1u) { /* the last wait out of a closed poller: the fd is ours to close */
-        int saved = errno;
-        close(h->epfd);
-        errno = saved;
-    }
-}
+int portaio_epoll_handle_close(struct portaio_quick_handle *h) { return portaio_quick_handle_close(h); }
 
 int64_t portaio_epoll_wait_now(struct portaio_epoll_quick *q)
 {
-    uint32_t idle = PORTAIO_QUICK_IDLE;
-    if (!__atomic_compare_exchange_n(&q->state, &idle, PORTAIO_QUICK_BUSY, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+    struct portaio_quick_handle *h = q->handle;
+    if (!portaio_quick_enter(&q->state, h))
         return PORTAIO_QUICK_TAKEN;
-    struct portaio_epoll_handle *h = q->handle;
-    if (!portaio_handle_enter(h)) {
-        __atomic_store_n(&q->state, PORTAIO_QUICK_IDLE, __ATOMIC_RELEASE);
-        return PORTAIO_QUICK_TAKEN;
-    }
     int room = __atomic_load_n(&q->room, __ATOMIC_RELAXED);
     /* room 0: nothing registered, and epoll_wait would say EINVAL.  The
        timeout is 0 ms: exact with epoll_wait, no timespec needed. */
-    int n = room > 0 ? epoll_wait(h->epfd, (struct epoll_event *)(void *)q->keys, room, 0) : 0;
+    int n = room > 0 ? epoll_wait(h->fd, (struct epoll_event *)(void *)q->keys, room, 0) : 0;
     int64_t result;
     if (n < 0) {
         result = -1;
@@ -221,18 +164,8 @@ int64_t portaio_epoll_wait_now(struct portaio_epoll_quick *q)
            EPOLLRDHUP (0x2000), so events << 24 stays far below bit 63. */
         result = n == 1 ? (int64_t)(q->keys[0] & INT64_MAX) : -2 - (int64_t)n;
     }
-    portaio_handle_leave(h);
-    if (n > 1) {
-        q->holder = portaio_thread_id();
-        __atomic_store_n(&q->state, PORTAIO_QUICK_HELD, __ATOMIC_RELEASE);
-    } else {
-        __atomic_store_n(&q->state, PORTAIO_QUICK_IDLE, __ATOMIC_RELEASE);
-    }
+    portaio_quick_leave(&q->state, &q->holder, h, n > 1, close);
     return result;
 }
 
-void portaio_epoll_quick_release(struct portaio_epoll_quick *q)
-{
-    if (__atomic_load_n(&q->state, __ATOMIC_ACQUIRE) == PORTAIO_QUICK_HELD && q->holder == portaio_thread_id())
-        __atomic_store_n(&q->state, PORTAIO_QUICK_IDLE, __ATOMIC_RELEASE);
-}
+void portaio_epoll_quick_release(struct portaio_epoll_quick *q) { portaio_quick_give_back(&q->state, &q->holder); }

@@ -8,6 +8,7 @@
 #include <sys/event.h>
 
 #include "portaio_key.h"
+#include "portaio_quick.h"
 #include <sys/time.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -365,3 +366,42 @@ int portaio_kq_wait(int kq, struct kevent *events, int nevents, double timeout,
     }
     return m;
 }
+
+/* ------------------------------------------------------------ quick wait
+
+   poll(0)'s fast path, as portaio_epoll_wait_now (one argument, the only
+   key as the result; the buffer and the kqueue fd guarded as
+   portaio_quick.h says).  It asks for room records, and merged keys are
+   never more than the records, so it never has keys left over; the general
+   wait, which can (portaio/backends/kqueue.py keeps them for its next
+   call), pauses quick waits on the handle until it has reported them. */
+struct portaio_kq_quick {
+    struct portaio_quick_handle *handle;
+    struct kevent *events; /* size records */
+    uint64_t *keys;        /* size keys */
+    int *scratch;          /* size + slots ints, -1 */
+    int slots;             /* a power of two >= 2 * size */
+    int room;              /* the most records a wait asks for (<= size); written by Python */
+    uint32_t state;        /* atomic: PORTAIO_QUICK_IDLE, _BUSY or _HELD */
+    uint64_t holder;       /* the thread holding a HELD buffer */
+};
+
+int portaio_kq_handle_close(struct portaio_quick_handle *h) { return portaio_quick_handle_close(h); }
+
+int64_t portaio_kq_wait_now(struct portaio_kq_quick *q)
+{
+    struct portaio_quick_handle *h = q->handle;
+    if (!portaio_quick_enter(&q->state, h))
+        return PORTAIO_QUICK_TAKEN;
+    int room = __atomic_load_n(&q->room, __ATOMIC_RELAXED);
+    int n = room > 0 ? portaio_kq_wait(h->fd, q->events, room, 0.0, q->keys, q->scratch, q->slots) : 0;
+    int64_t result;
+    if (n < 0)
+        result = -1;
+    else /* a key is never negative: its bits stay below bit 56 (PORTAIO_K_DATA_MAX) */
+        result = n == 1 ? (int64_t)(q->keys[0] & INT64_MAX) : -2 - (int64_t)n;
+    portaio_quick_leave(&q->state, &q->holder, h, n > 1, portaio_kq_close);
+    return result;
+}
+
+void portaio_kq_quick_release(struct portaio_kq_quick *q) { portaio_quick_give_back(&q->state, &q->holder); }

@@ -132,8 +132,8 @@ class EpollBackend(Backend):
         self._pool: list[tuple[Any, Any]] = [_new_buffer(_FIRST_BUFFER)]
         # The quick wait's (see quick_buffer()): the handle that closes the
         # fd under a quick wait in flight, the newest buffer and its size.
-        self._handle = ffi.new("struct portaio_epoll_handle *")
-        self._handle.epfd = epfd
+        self._handle = ffi.new("struct portaio_quick_handle *")
+        self._handle.fd = epfd
         self._quick: tuple[Any, Any] | None = None
         self._quick_size = 0
 

@@ -59,7 +59,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._flags import ERROR, WRITABLE
@@ -145,6 +145,14 @@ class KqueueBackend(Backend):
         self._probe_kq = -1  # a kqueue of its own for one-off write filters, opened when needed
         self._probe_buf = self._buffer(1)
         self._pending: list[int] = []  # keys of one wait beyond its max_events, for the next
+        # poll(0)'s quick wait (quick_buffer()): the handle that closes the
+        # kqueue under a quick wait in flight, the newest buffer, its size, and
+        # the arrays every buffer made points to (a struct keeps none alive).
+        self._handle = ffi.new("struct portaio_quick_handle *")
+        self._handle.fd = kq
+        self._quick: tuple[Any, Any] | None = None
+        self._quick_size = 0
+        self._quick_arrays: list[tuple[Any, ...]] = []
 
     def fileno(self) -> int:
         return self.kq
@@ -297,6 +305,7 @@ class KqueueBackend(Backend):
         if self._pending:
             with self._control:
                 kept, self._pending = self._pending, []
+                self._handle.paused = 0
             keys: Sequence[int] = self._kernel_wait(0.0 if kept else timeout, max_events)
             if kept:
                 keys = kf.merge_keys(kept, list(keys))
@@ -305,6 +314,7 @@ class KqueueBackend(Backend):
         if len(keys) > max_events:
             with self._control:
                 self._pending[:0] = keys[max_events:]
+                self._handle.paused = 1  # they come first: no quick wait until reported
             keys = keys[:max_events]
         return keys
 
@@ -329,6 +339,27 @@ class KqueueBackend(Backend):
             return []
         finally:
             buffers.append(entry)
+
+    # poll(0)'s quick wait (csrc/portaio_kqueue.c, portaio_quick.h).  It asks
+    # for room records (the core's room already counts records_per_token per
+    # registration), and merged keys are never more than the records: it
+    # never has keys over.
+    def quick_calls(self) -> tuple[Callable[[Any], int], Callable[[Any], None]] | None:
+        return lib.portaio_kq_wait_now, lib.portaio_kq_quick_release
+
+    def quick_buffer(self, room: int) -> tuple[Any, Any]:
+        pair = self._quick
+        if pair is None or room > self._quick_size:
+            size = max(room, _FIRST_BUFFER, 2 * self._quick_size)
+            events, keys, scratch, slots, _, view = arrays = self._buffer(size)
+            quick = ffi.new("struct portaio_kq_quick *")
+            quick.handle = self._handle
+            quick.events, quick.keys, quick.scratch, quick.slots = events, keys, scratch, slots
+            self._quick_arrays.append(arrays)
+            pair = (quick, view)
+            self._quick, self._quick_size = pair, size
+        pair[0].room = room
+        return pair
 
     def events_of(self, flags: int, fd: int, interest: int) -> tuple[int, bool]:
         if not flags & (_kevent.K_EOF | _kevent.K_READ_EMPTY):
@@ -390,7 +421,9 @@ class KqueueBackend(Backend):
         if probe >= 0:
             lib.portaio_kq_close(probe)
         kq, self.kq = self.kq, -1
-        if kq >= 0 and lib.portaio_kq_close(kq) < 0:
+        # Closed now, or by the last quick wait in flight (poll(0) in another
+        # thread does not defer close(), see csrc/portaio_quick.h).
+        if kq >= 0 and lib.portaio_kq_handle_close(self._handle) and lib.portaio_kq_close(kq) < 0:
             err = ffi.errno
             raise OSError(err, f"portaio[kqueue]: close: {os.strerror(err)}")
 
@@ -398,6 +431,7 @@ class KqueueBackend(Backend):
         # A forked child has no kqueue (libkqueue closes its emulation's fds
         # too): forget the numbers without closing them.
         self.kq = self._probe_kq = -1
+        lib.portaio_kq_handle_close(self._handle)  # no quick wait on the forgotten number
         self._helpers.clear()
         self._tokens.clear()
         self._pending.clear()
