@@ -241,3 +241,37 @@ def test_merge_keys_one_per_registration_counts_apart() -> None:
     fresh = [1 | write, 2 | read, 9 | other]
     merged = kf.merge_keys(kept, fresh)
     assert sorted(merged) == sorted([9 | other, 9 | other, 1 | read | write, 2 | read])
+
+
+def test_the_quick_wait_returns_one_key_itself_and_pauses_while_keys_are_kept(backend: Any) -> None:
+    # poll(0)'s quick wait (csrc/portaio_kqueue.c): the key of a single
+    # ready fd as its result; keys a general wait kept for its next call
+    # (more than its max_events) pause it, so that they are reported first.
+    lib = kqueue.lib
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        for token, (a, _) in enumerate(pairs, start=1):
+            backend.add(a.fileno(), int(portaio.READABLE), token)
+        q, _view = backend.quick_buffer(9)
+        pairs[0][1].send(b"x")
+        got = lib.portaio_kq_wait_now(q)
+        assert got >= 0 and got & TOKEN_MASK == 1
+        for _, b in pairs[1:]:
+            b.send(b"x")
+        assert len(backend.wait(0.0, 1)) == 1  # three ready: two kept
+        assert backend._handle.paused
+        assert lib.portaio_kq_wait_now(q) == lib.PORTAIO_QUICK_TAKEN
+        assert len(backend.wait(0.0, 9)) == 3  # the kept ones, merged with the fresh
+        assert not backend._handle.paused
+        assert lib.portaio_kq_wait_now(q) == -2 - 3
+        lib.portaio_kq_quick_release(q)
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+
+
+def test_close_refuses_later_quick_waits(backend: Any) -> None:
+    q, _view = backend.quick_buffer(3)
+    backend.close()
+    assert kqueue.lib.portaio_kq_wait_now(q) == kqueue.lib.PORTAIO_QUICK_TAKEN
