@@ -119,7 +119,7 @@ def test_a_grown_room_gets_a_new_buffer_and_the_old_keeps_its_room(pairs: Any) -
     backend = _backend_with_ready(pairs, 0)
     try:
         old, _ = backend.quick_buffer(8)
-        size = backend._quick_size
+        size = backend._quick._size
         new, _ = backend.quick_buffer(size + 1)
         assert new is not old
         assert (old.room, new.room) == (8, size + 1)
@@ -235,8 +235,7 @@ def test_a_close_during_quick_waits_in_flight_is_completed_by_the_last_one_out()
         backend = epoll.EpollBackend()
         backend.add(a.fileno(), int(portaio.READABLE), 1)
         first, _ = backend.quick_buffer(4)
-        backend._quick = None  # a second buffer: both threads wait at once
-        second, _ = backend.quick_buffer(4)
+        second, _ = backend.quick_buffer(backend._quick._size + 1)  # grown: a second buffer
         started = threading.Barrier(3)
 
         threads = [threading.Thread(target=_spin_quick, args=(q, started)) for q in (first, second)]

@@ -49,6 +49,7 @@ from .._signals import WakeupFdSource
 from .._types import Capabilities
 from ._base import AlwaysReady, Backend, Host, SignalMechanism, TimerMechanism, Waker
 from ._flag_maps import translate
+from ._quick import QuickBuffers
 from ._unpack import unpacker, unpackers
 
 try:
@@ -130,12 +131,11 @@ class EpollBackend(Backend):
         self._tokens: dict[int, int] = {}  # fd -> the token it was last added or modified under
         self._size = _FIRST_BUFFER  # records every buffer of the pool has room for (see wait())
         self._pool: list[tuple[Any, Any]] = [_new_buffer(_FIRST_BUFFER)]
-        # The quick wait's (see quick_buffer()): the handle that closes the
-        # fd under a quick wait in flight, the newest buffer and its size.
+        # The quick wait's: the handle that closes the fd under a quick wait
+        # in flight, and its buffers.
         self._handle = ffi.new("struct portaio_quick_handle *")
         self._handle.fd = epfd
-        self._quick: tuple[Any, Any] | None = None
-        self._quick_size = 0
+        self._quick = QuickBuffers(self._new_quick, _FIRST_BUFFER)
 
     def fileno(self) -> int:
         return self._epfd
@@ -229,20 +229,13 @@ class EpollBackend(Backend):
         return lib.portaio_epoll_wait_now, lib.portaio_epoll_quick_release
 
     def quick_buffer(self, room: int) -> tuple[Any, Any]:
-        pair = self._quick
-        if pair is None or room > self._quick_size:
-            # Grown: a new buffer, so that a quick wait still running on the
-            # old one (whose room it holds) stays in bounds.
-            size = max(room, _FIRST_BUFFER, 2 * self._quick_size)
-            keys = ffi.new("uint64_t[]", 2 * size)
-            quick = ffi.new("struct portaio_epoll_quick *")
-            quick.handle = self._handle
-            quick.keys = keys
-            # The view keeps the keys alive, the pair the struct.
-            pair = (quick, ffi.buffer(keys))
-            self._quick, self._quick_size = pair, size
-        pair[0].room = room
-        return pair
+        return self._quick.for_room(room)
+
+    def _new_quick(self, size: int) -> tuple[Any, Any, tuple[Any, ...]]:
+        keys = ffi.new("uint64_t[]", 2 * size)  # size records, then size keys
+        quick = ffi.new("struct portaio_epoll_quick *")
+        quick.handle, quick.keys = self._handle, keys
+        return quick, ffi.buffer(keys), (keys,)
 
     def _grow(self, max_events: int) -> None:
         # Every buffer of a pool has room for the size published with it: the

@@ -67,6 +67,7 @@ from . import _kevent
 from . import _kqueue_flags as kf
 from ._base import FLAGS_SHIFT, AlwaysReady, Backend, Host, SignalMechanism, TimerMechanism, Waker
 from ._kqueue_flags import have
+from ._quick import QuickBuffers
 from ._unpack import unpacker, unpackers
 
 LIBKQUEUE = False
@@ -145,14 +146,11 @@ class KqueueBackend(Backend):
         self._probe_kq = -1  # a kqueue of its own for one-off write filters, opened when needed
         self._probe_buf = self._buffer(1)
         self._pending: list[int] = []  # keys of one wait beyond its max_events, for the next
-        # poll(0)'s quick wait (quick_buffer()): the handle that closes the
-        # kqueue under a quick wait in flight, the newest buffer, its size, and
-        # the arrays every buffer made points to (a struct keeps none alive).
+        # poll(0)'s quick wait: the handle that closes the kqueue under a
+        # quick wait in flight, and its buffers.
         self._handle = ffi.new("struct portaio_quick_handle *")
         self._handle.fd = kq
-        self._quick: tuple[Any, Any] | None = None
-        self._quick_size = 0
-        self._quick_arrays: list[tuple[Any, ...]] = []
+        self._quick = QuickBuffers(self._new_quick, _FIRST_BUFFER)
 
     def fileno(self) -> int:
         return self.kq
@@ -348,18 +346,19 @@ class KqueueBackend(Backend):
         return lib.portaio_kq_wait_now, lib.portaio_kq_quick_release
 
     def quick_buffer(self, room: int) -> tuple[Any, Any]:
-        pair = self._quick
-        if pair is None or room > self._quick_size:
-            size = max(room, _FIRST_BUFFER, 2 * self._quick_size)
-            events, keys, scratch, slots, _, view = arrays = self._buffer(size)
-            quick = ffi.new("struct portaio_kq_quick *")
-            quick.handle = self._handle
-            quick.events, quick.keys, quick.scratch, quick.slots = events, keys, scratch, slots
-            self._quick_arrays.append(arrays)
-            pair = (quick, view)
-            self._quick, self._quick_size = pair, size
-        pair[0].room = room
-        return pair
+        return self._quick.for_room(room)
+
+    def _new_quick(self, size: int) -> tuple[Any, Any, tuple[Any, ...]]:
+        events, keys, scratch, slots, _, view = arrays = self._buffer(size)
+        quick = ffi.new("struct portaio_kq_quick *")
+        quick.handle, quick.events, quick.keys, quick.scratch, quick.slots = (
+            self._handle,
+            events,
+            keys,
+            scratch,
+            slots,
+        )
+        return quick, view, arrays
 
     def events_of(self, flags: int, fd: int, interest: int) -> tuple[int, bool]:
         if not flags & (_kevent.K_EOF | _kevent.K_READ_EMPTY):
