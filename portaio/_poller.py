@@ -223,7 +223,12 @@ class Poller:
         return reg.view
 
     def modify(self, fileobj: FileLike, events: int, data: Any = None) -> Registration:
-        """Replace the interest *and* data of a registered fd; re-arms ONESHOT."""
+        """Replace the interest *and* data of a registered fd; re-arms ONESHOT.
+
+        Raises :class:`OSError` (``EBADF``) if the registered fd was closed,
+        also when its number names another file now (the registration stays,
+        for :meth:`unregister`; registering the new file replaces it).
+        """
         fd = fd_of(fileobj, self.name)
         interest = self._check_events(fd, events)
         with self._lock:
@@ -231,6 +236,8 @@ class Poller:
             old = self._regs.get(fd)
             if old is None:
                 raise NotRegistered(f"portaio[{self.name}]: fd {fd} is not registered")
+            if not self._add_tells_same_file or fd in self._files:
+                _register.check_same_file(self, old)  # one fstat: see _register.py
             reg = _Reg(fd, fileobj, interest, data, self._new_token())
             reg.ident = old.ident
             if fd in self._files:
@@ -253,6 +260,11 @@ class Poller:
                     self._files.put(reg)
                     self._sources = True
                     self._interrupt()
+                except OSError as err:
+                    self._unbind(reg)
+                    if self._add_tells_same_file and err.errno in _register.OTHER_FILE_ERRNOS:
+                        raise _register.reused(self, fd) from None
+                    raise
                 except BaseException:
                     self._unbind(reg)
                     raise

@@ -20,10 +20,26 @@ reaches only the old entry); an event still queued for it carries its token,
 unknown from then on, so it is never delivered.  ``Poller.register`` uses
 these; ``_stale`` and ``_drop_stale`` are its methods (assigned in its class
 body).
+
+``Poller.modify`` of such a number is the mistake itself (the file it would
+change is closed), and must not quietly start watching the new file under
+the old registration.  epoll refuses it: ``EPOLL_CTL_MOD`` names the entry by
+the file the number names *now*, finds none (``ENOENT``; ``EPERM`` if that
+file cannot be polled at all, a regular file), and touches nothing.  poll,
+select and kqueue would take it (a set keyed by number; a knote added anew),
+so the core compares the identity recorded at register with one ``fstat`` of
+the number (:func:`check_same_file`), never on epoll's kernel registrations.
+Both say the same: ``OSError(EBADF)`` from :func:`reused`, the file named by
+the registration being closed, the registration left for ``unregister``
+(quiet) or for the ``register`` of the new file (which replaces it).  The
+number closed and not reused is ``EBADF`` too (its message says so).  Equal
+identities can be two opens of one inode (a path opened again): that modify
+goes through, as ``register`` says ``AlreadyRegistered`` for it.
 """
 
 from __future__ import annotations
 
+import errno
 from typing import TYPE_CHECKING, Any
 
 from ._errors import AlreadyRegistered
@@ -33,7 +49,12 @@ from ._validate import file_identity
 if TYPE_CHECKING:
     from ._poller import Poller
 
-__all__ = ["_Reg", "already", "identity"]
+__all__ = ["OTHER_FILE_ERRNOS", "_Reg", "already", "check_same_file", "identity", "reused"]
+
+OTHER_FILE_ERRNOS = frozenset((errno.ENOENT, errno.EPERM))
+"""What a modify says where the backend tells a new file under the number by
+itself (``Backend.add_tells_same_file``, epoll's ``EPOLL_CTL_MOD``): no entry
+for the file the number names now, or a file it cannot watch at all."""
 
 
 class _Reg:
@@ -96,3 +117,23 @@ def identity(self: Poller, fd: int) -> tuple[int, int] | None:
         return file_identity(fd, self.name)
     except OSError:  # closed meanwhile by another thread: nothing to compare later
         return None
+
+
+def reused(self: Poller, fd: int) -> OSError:
+    """The error of a modify whose registered file was closed and its number given to another."""
+    return OSError(
+        errno.EBADF,
+        f"portaio[{self.name}]: cannot modify fd {fd}: it was closed (its number names another file now)",
+    )
+
+
+def check_same_file(self: Poller, reg: _Reg) -> None:
+    """Raise :func:`reused` unless *reg*'s number still names the file it was registered for.
+
+    One ``fstat`` (``OSError(EBADF)`` naming fd and backend if the number is
+    closed).  Where the identity could not be recorded (closed by another
+    thread during ``register``) any file now under the number is a new one.
+    On Windows both are None (a socket has no identity): nothing to compare.
+    """
+    if file_identity(reg.fd, self.name) != reg.ident:
+        raise reused(self, reg.fd)

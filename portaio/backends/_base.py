@@ -273,8 +273,9 @@ class Backend(abc.ABC):
     """True where :meth:`add` of a number already watched raises ``EEXIST`` if
     it still names the same open file, and succeeds for a new file that took
     the number after the old one was closed (epoll: its entries are keyed by
-    file and number).  Elsewhere the core records each file's identity
-    (``st_dev``, ``st_ino``) at register and compares (DESIGN item 6)."""
+    file and number), and :meth:`modify` of such a number fails (``ENOENT``).
+    Elsewhere the core records each file's identity (``st_dev``, ``st_ino``)
+    at register and compares, at register and at modify (DESIGN item 6)."""
 
     def fileno(self) -> int:
         """The kernel object's fd, or -1 where there is none (poll, select)."""
@@ -305,6 +306,12 @@ class Backend(abc.ABC):
         """Replace the interest and token of a watched *fd*; re-arm a ONESHOT one.
 
         On failure raise :class:`OSError` and leave the old registration working.
+        Unless :attr:`add_tells_same_file`, the core has checked (one
+        ``fstat``) that *fd* is open and still names the file registered; where
+        it is, a number now naming another file must raise ``ENOENT`` (no
+        entry for that file) or ``EPERM`` (a file the kernel cannot watch),
+        touching nothing: the core reports both as the closed registration's
+        ``EBADF`` (``_register.py``).
         """
 
     @abc.abstractmethod

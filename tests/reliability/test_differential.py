@@ -14,7 +14,9 @@ What the contract leaves unspecified, and the model therefore allows:
   must be reported after a change, and never while the fd is not ready.
 * An fd closed behind the pollers' back whose registration was not removed:
   its number is excluded from the comparison until the registration goes
-  (a userspace backend cannot tell a reused number from the original file).
+  (a userspace backend cannot tell a reused number from the original file
+  in a wait); a ``modify`` of it is ``OSError(EBADF)`` on every backend,
+  reused or not.
 * select sees a hang-up only through the sets the interest puts the fd in
   (``select(2)`` has no hang-up set): a pipe's read end registered for
   WRITABLE alone never shows its writer closing there.
@@ -372,6 +374,33 @@ class PollerAgreement(RuleBasedStateMachine):
                 continue
             assert isinstance(result, portaio.Registration), f"{name}: modify raised {result!r}"
             self.regs[name][end.fd] = Reg(reg.interest, reg.data, edge_pending=reg.edge_pending)
+
+    @rule(data=st.data(), bits=interests, mode=modes)
+    def modify_stale(self, data: st.DataObject, bits: int, mode: int) -> None:
+        """A number closed behind the pollers' back, reused since or not: EBADF everywhere.
+
+        Reliability item 9: the registered file is gone; whatever took the
+        number (a later pipe or socket here) must not be watched under it.
+        """
+        stale = sorted({fd for regs in self.regs.values() for fd, reg in regs.items() if reg.stale})
+        if not stale:
+            return
+        fd = data.draw(st.sampled_from(stale), label="fd")
+        interest = bits | mode
+        for name, poller in self.pollers.items():
+            try:
+                result: Any = poller.modify(fd, interest, -1)
+            except Exception as err:
+                result = err
+            expected = self._expect_error(name, interest)
+            if expected is None and fd not in self.regs[name]:
+                expected = portaio.NotRegistered
+            if expected is not None:
+                assert isinstance(result, expected), f"{name}: modify gave {result!r}, expected {expected}"
+                continue
+            assert type(result) is OSError and result.errno == errno.EBADF, (
+                f"{name}: modify of fd {fd}, closed behind its back, gave {result!r}"
+            )
 
     @rule(data=st.data())
     def unregister(self, data: st.DataObject) -> None:
