@@ -216,10 +216,13 @@ def test_close_racing_quick_waits_closes_the_epoll_fd_and_leaks_nothing() -> Non
         assert set(os.listdir("/proc/self/fd")) == before
 
 
-def _spin_quick(q: Any, started: threading.Barrier) -> None:
-    started.wait()
+def _spin_quick(q: Any, spinning: threading.Event) -> None:
+    calls = 0
     while epoll.lib.portaio_epoll_wait_now(q) != TAKEN:
-        pass
+        calls += 1
+        if calls == 20:
+            spinning.set()
+    spinning.set()
 
 
 def test_a_close_during_quick_waits_in_flight_is_completed_by_the_last_one_out() -> None:
@@ -236,12 +239,14 @@ def test_a_close_during_quick_waits_in_flight_is_completed_by_the_last_one_out()
         backend.add(a.fileno(), int(portaio.READABLE), 1)
         first, _ = backend.quick_buffer(4)
         second, _ = backend.quick_buffer(backend._quick._size + 1)  # grown: a second buffer
-        started = threading.Barrier(3)
-
-        threads = [threading.Thread(target=_spin_quick, args=(q, started)) for q in (first, second)]
+        # Both spinning before the close: most of a spin is the C call, with
+        # the GIL released, and this thread gets the GIL back as one enters it.
+        spinning = [threading.Event(), threading.Event()]
+        threads = [threading.Thread(target=_spin_quick, args=qs) for qs in zip((first, second), spinning)]
         for t in threads:
             t.start()
-        started.wait()
+        for s in spinning:
+            assert s.wait(10)
         # What EpollBackend.close() does, with the answer kept.
         epfd, backend._epfd = backend._epfd, -1
         if epoll.lib.portaio_epoll_handle_close(backend._handle):
