@@ -100,25 +100,28 @@ static int portaio_epoll_wait_raw(int epfd, struct epoll_event *events, int maxe
     return epoll_wait(epfd, events, maxevents, ms);
 }
 
-int portaio_epoll_wait(int epfd, uint64_t *keys, int maxevents, double timeout)
+/* The n records the kernel left at the start of keys become n keys in
+   place: token | events << 24 (the registration's token is data.u64), the
+   same uint64_t on every architecture.  keys has room for the records (two
+   uint64_t each: 16 bytes, the struct's size on every architecture but
+   x86-64, where it is packed to 12).  Key i (bytes 8i..8i+8) only overwrites
+   records 0..i, already read, since a record is at least 8 bytes; memcpy
+   keeps the two views of the buffer free of aliasing assumptions.  One
+   buffer: one pointer argument less per call than records and keys apart. */
+static void portaio_records_to_keys(uint64_t *keys, int n)
 {
-    /* keys has room for maxevents struct epoll_event records (two uint64_t
-       each: 16 bytes, the struct's size on every architecture but x86-64,
-       where it is packed to 12).  The kernel fills it with records, then
-       each record becomes one key in place: token | events << 24 (the
-       registration's token is data.u64), the same uint64_t on every
-       architecture.  Key i (bytes 8i..8i+8) only overwrites records 0..i,
-       already read, since a record is at least 8 bytes; memcpy keeps the
-       two views of the buffer free of aliasing assumptions.  One buffer, one
-       pointer argument less per call than a records array and a keys array. */
-    struct epoll_event *records = (struct epoll_event *)(void *)keys;
-    int n = portaio_epoll_wait_raw(epfd, records, maxevents, timeout);
     for (int i = 0; i < n; i++) {
         struct epoll_event record;
         memcpy(&record, (const char *)keys + (size_t)i * sizeof record, sizeof record);
         uint64_t key = portaio_key(record.data.u64, record.events);
         memcpy(keys + i, &key, sizeof key);
     }
+}
+
+int portaio_epoll_wait(int epfd, uint64_t *keys, int maxevents, double timeout)
+{
+    int n = portaio_epoll_wait_raw(epfd, (struct epoll_event *)(void *)keys, maxevents, timeout);
+    portaio_records_to_keys(keys, n);
     return n;
 }
 
@@ -150,20 +153,9 @@ int64_t portaio_epoll_wait_now(struct portaio_epoll_quick *q)
     /* room 0: nothing registered, and epoll_wait would say EINVAL.  The
        timeout is 0 ms: exact with epoll_wait, no timespec needed. */
     int n = room > 0 ? epoll_wait(h->fd, (struct epoll_event *)(void *)q->keys, room, 0) : 0;
-    int64_t result;
-    if (n < 0) {
-        result = -1;
-    } else {
-        for (int i = 0; i < n; i++) {
-            struct epoll_event record;
-            memcpy(&record, (const char *)q->keys + (size_t)i * sizeof record, sizeof record);
-            uint64_t key = portaio_key(record.data.u64, record.events);
-            memcpy(q->keys + i, &key, sizeof key);
-        }
-        /* A key is never negative: the kernel reports no bit above
-           EPOLLRDHUP (0x2000), so events << 24 stays far below bit 63. */
-        result = n == 1 ? (int64_t)(q->keys[0] & INT64_MAX) : -2 - (int64_t)n;
-    }
+    portaio_records_to_keys(q->keys, n);
+    /* The kernel reports no bit above EPOLLRDHUP (0x2000): a key stays far below bit 63. */
+    int64_t result = portaio_quick_result(n, q->keys);
     portaio_quick_leave(&q->state, &q->holder, h, n > 1, close);
     return result;
 }

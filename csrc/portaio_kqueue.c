@@ -395,11 +395,8 @@ int64_t portaio_kq_wait_now(struct portaio_kq_quick *q)
         return PORTAIO_QUICK_TAKEN;
     int room = __atomic_load_n(&q->room, __ATOMIC_RELAXED);
     int n = room > 0 ? portaio_kq_wait(h->fd, q->events, room, 0.0, q->keys, q->scratch, q->slots) : 0;
-    int64_t result;
-    if (n < 0)
-        result = -1;
-    else /* a key is never negative: its bits stay below bit 56 (PORTAIO_K_DATA_MAX) */
-        result = n == 1 ? (int64_t)(q->keys[0] & INT64_MAX) : -2 - (int64_t)n;
+    /* A key's bits stay below bit 56 (PORTAIO_K_DATA_MAX): never negative. */
+    int64_t result = portaio_quick_result(n, q->keys);
     portaio_quick_leave(&q->state, &q->holder, h, n > 1, portaio_kq_close);
     return result;
 }

@@ -81,6 +81,16 @@ static void portaio_quick_leave(uint32_t *state, uint64_t *holder, struct portai
     }
 }
 
+/* A quick wait's result for n keys (n < 0: a failure, errno set): the key
+   itself for one (keys are never negative: the top bit is masked only to
+   keep the conversion defined), -2 - n for n others, -1 for a failure. */
+static int64_t portaio_quick_result(int n, const uint64_t *keys)
+{
+    if (n < 0)
+        return -1;
+    return n == 1 ? (int64_t)(keys[0] & INT64_MAX) : -2 - (int64_t)n;
+}
+
 /* Give back a buffer this thread holds; nothing otherwise. */
 static void portaio_quick_give_back(uint32_t *state, const uint64_t *holder)
 {

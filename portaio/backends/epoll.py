@@ -253,7 +253,7 @@ class EpollBackend(Backend):
     def close(self) -> None:
         epfd, self._epfd = self._epfd, -1
         # Closed now, or by the last quick wait in flight (poll(0) in another
-        # thread does not defer close(), see csrc/portaio_epoll.c).
+        # thread does not defer close(), see csrc/portaio_quick.h).
         if epfd >= 0 and lib.portaio_epoll_handle_close(self._handle):
             os.close(epfd)
 
